@@ -1,0 +1,382 @@
+//! Runs engines over a real UDP socket on tokio.
+//!
+//! One task per socket owns the receive side and the timers of every peer on that socket
+//! (today one peer; datagrams are routed by source address, so more can share a socket
+//! later). Application threads call `send`/`try_recv` directly: an encrypted message goes
+//! out on the caller's thread when the socket is writable, and a queued message is taken
+//! without a thread hop. The task tells the application about changes through [`Notify`],
+//! once per batch of datagrams.
+
+mod socket;
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::runtime::Runtime;
+
+pub use socket::udp_socket_from_fd;
+
+use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats};
+
+/// Datagrams read per wake-up before the application is notified.
+const RECV_BATCH: usize = 64;
+/// Datagrams held while the socket is not writable before `send` asks the caller to wait.
+const OUTBOX_LIMIT: usize = 256;
+/// Largest datagram read (the UDP maximum).
+const RECV_BUFFER: usize = 65_536;
+
+/// How the driver tells the application that something it may wait on changed.
+pub trait Notify: Send + Sync {
+    /// Called from the driver thread; must not block.
+    fn notify(&self);
+}
+
+/// Where the handshake stands, as the application sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress {
+    /// Not started or still running.
+    Pending,
+    /// Verified and ready.
+    Established,
+    /// Failed for this reason.
+    Failed(HandshakeFailure),
+    /// Ended after being established.
+    Closed(CloseReason),
+}
+
+/// What `try_recv` found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Received {
+    /// The next message.
+    Message(Vec<u8>),
+    /// Nothing queued; wait for a notification.
+    Empty,
+    /// No message will come again.
+    Ended(Progress),
+}
+
+/// What `send` did with a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Sent {
+    /// Encrypted and handed to the socket (or queued behind earlier datagrams).
+    Done,
+    /// Too many datagrams wait for the socket; nothing was encrypted. Wait and retry.
+    Busy,
+}
+
+/// Counters kept by the driver on top of the engine's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DriverStats {
+    /// The engine's counters.
+    pub engine: Stats,
+    /// Datagrams from an address other than the peer's.
+    pub dropped_wrong_source: u64,
+    /// Decrypted messages dropped because the receive queue was full.
+    pub dropped_queue_full: u64,
+    /// Socket errors on send (the datagram is lost, like any UDP loss).
+    pub send_errors: u64,
+}
+
+/// The process-wide runtime: one I/O thread is plenty for UDP and leaves a core to Python.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("dtls-peer-io")
+            .enable_all()
+            .build()
+            .expect("starting the tokio runtime")
+    })
+}
+
+struct Inner {
+    engine: Engine,
+    progress: Progress,
+    inbox: VecDeque<Vec<u8>>,
+    outbox: VecDeque<Vec<u8>>,
+    start_requested: bool,
+    stopped: bool,
+    stats: DriverStats,
+}
+
+/// One peer: its engine, queues and the way to wake its application.
+struct Peer {
+    inner: Mutex<Inner>,
+    destination: SocketAddr,
+    connected_socket: bool,
+    inbox_limit: usize,
+    notifier: Mutex<Option<Arc<dyn Notify>>>,
+    wake_task: tokio::sync::Notify,
+    wrong_source: AtomicU64,
+}
+
+/// A DTLS connection to one peer, driven on the shared runtime.
+pub struct Connection {
+    peer: Arc<Peer>,
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    remote: SocketAddr,
+}
+
+impl Connection {
+    /// Takes over `socket` for a connection to `remote`, run by `engine`. Datagrams are
+    /// read (and kept by the engine) from now on; the handshake waits for `start_handshake`.
+    pub fn spawn(socket: std::net::UdpSocket, remote: SocketAddr, engine: Engine, inbox_limit: usize) -> io::Result<Self> {
+        let local = socket::bound_address(&socket)?;
+        let destination = socket::destination_for(local, remote)?;
+        let connected_socket = socket.peer_addr().is_ok();
+        socket.set_nonblocking(true)?;
+        let socket = {
+            let _guard = runtime().enter();
+            Arc::new(UdpSocket::from_std(socket)?)
+        };
+        let peer = Arc::new(Peer {
+            inner: Mutex::new(Inner {
+                engine,
+                progress: Progress::Pending,
+                inbox: VecDeque::new(),
+                outbox: VecDeque::new(),
+                start_requested: false,
+                stopped: false,
+                stats: DriverStats::default(),
+            }),
+            destination,
+            connected_socket,
+            inbox_limit: inbox_limit.max(1),
+            notifier: Mutex::new(None),
+            wake_task: tokio::sync::Notify::new(),
+            wrong_source: AtomicU64::new(0),
+        });
+        runtime().spawn(run(socket.clone(), peer.clone()));
+        Ok(Self { peer, socket, local, remote })
+    }
+
+    /// Sets who is told about changes; notifies at once if anything is already waiting.
+    pub fn set_notifier(&self, notifier: Arc<dyn Notify>) {
+        *lock(&self.peer.notifier) = Some(notifier.clone());
+        notifier.notify();
+    }
+
+    /// Starts the handshake (idempotent); its timeout counts from now.
+    pub fn start_handshake(&self) {
+        lock(&self.peer.inner).start_requested = true;
+        self.peer.wake_task.notify_one();
+    }
+
+    /// Where the handshake stands.
+    pub fn progress(&self) -> Progress {
+        lock(&self.peer.inner).progress.clone()
+    }
+
+    /// Encrypts and sends one message without waiting.
+    pub fn send(&self, message: &[u8]) -> Result<Sent, SendError> {
+        let mut inner = lock(&self.peer.inner);
+        if inner.outbox.len() >= OUTBOX_LIMIT {
+            // Still report misuse first; only a valid message is asked to wait.
+            return match inner.engine.state() {
+                State::Established => Ok(Sent::Busy),
+                State::Idle | State::Handshaking => Err(SendError::NotEstablished),
+                State::Failed | State::Closed => Err(SendError::Closed),
+            };
+        }
+        inner.engine.send(message)?;
+        self.peer.transmit(&self.socket, &mut inner);
+        Ok(Sent::Done)
+    }
+
+    /// Takes the next received message, if one is queued.
+    pub fn try_recv(&self) -> Received {
+        let mut inner = lock(&self.peer.inner);
+        if let Some(message) = inner.inbox.pop_front() {
+            return Received::Message(message);
+        }
+        match &inner.progress {
+            Progress::Pending | Progress::Established => Received::Empty,
+            ended => Received::Ended(ended.clone()),
+        }
+    }
+
+    /// Sends close_notify (or abandons the handshake) and stops the driver for this peer.
+    /// Messages already received stay readable. Idempotent.
+    pub fn close(&self) {
+        {
+            let mut inner = lock(&self.peer.inner);
+            inner.engine.close();
+            self.peer.transmit(&self.socket, &mut inner);
+            self.peer.absorb_events(&mut inner);
+            inner.stopped = true;
+        }
+        self.peer.wake_task.notify_one();
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DriverStats {
+        let inner = lock(&self.peer.inner);
+        DriverStats {
+            engine: inner.engine.stats(),
+            dropped_wrong_source: self.peer.wrong_source.load(Ordering::Relaxed),
+            ..inner.stats.clone()
+        }
+    }
+
+    /// Reads engine properties under the lock.
+    pub fn with_engine<R>(&self, f: impl FnOnce(&Engine) -> R) -> R {
+        f(&lock(&self.peer.inner).engine)
+    }
+
+    /// The socket's local address.
+    pub fn local_address(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// The peer's address as given.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.remote
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // Dropped without close(): stop reading and free the socket, sending nothing.
+        lock(&self.peer.inner).stopped = true;
+        self.peer.wake_task.notify_one();
+    }
+}
+
+fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Peer {
+    /// Sends what the engine produced, keeping order behind anything already waiting.
+    fn transmit(&self, socket: &UdpSocket, inner: &mut Inner) {
+        while let Some(datagram) = inner.engine.poll_transmit() {
+            inner.outbox.push_back(datagram);
+        }
+        self.flush(socket, inner);
+    }
+
+    fn flush(&self, socket: &UdpSocket, inner: &mut Inner) {
+        while let Some(datagram) = inner.outbox.front() {
+            let sent = if self.connected_socket {
+                socket.try_send(datagram)
+            } else {
+                socket.try_send_to(datagram, self.destination)
+            };
+            match sent {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                // Like loss on the wire: DTLS retransmits handshakes, messages are datagrams.
+                Err(_) => inner.stats.send_errors += 1,
+            }
+            inner.outbox.pop_front();
+        }
+    }
+
+    /// Moves engine events into what the application reads; true if it should be woken.
+    fn absorb_events(&self, inner: &mut Inner) -> bool {
+        let mut changed = false;
+        while let Some(event) = inner.engine.poll_event() {
+            changed = true;
+            match event {
+                Event::Connected => inner.progress = Progress::Established,
+                Event::HandshakeFailed(failure) => inner.progress = Progress::Failed(failure),
+                Event::Closed(reason) => inner.progress = Progress::Closed(reason),
+                Event::Message(message) if inner.inbox.len() < self.inbox_limit => inner.inbox.push_back(message),
+                Event::Message(_) => inner.stats.dropped_queue_full += 1,
+            }
+        }
+        changed
+    }
+
+    fn notify(&self) {
+        if let Some(n) = lock(&self.notifier).as_ref() {
+            n.notify();
+        }
+    }
+}
+
+async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
+    let mut buf = vec![0u8; RECV_BUFFER];
+    loop {
+        let (deadline, want_write) = {
+            let inner = lock(&peer.inner);
+            if inner.stopped {
+                break;
+            }
+            (inner.engine.poll_timeout(), !inner.outbox.is_empty())
+        };
+        let timer = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            first = socket.recv_from(&mut buf) => {
+                let mut inner = lock(&peer.inner);
+                let mut next = first;
+                let mut changed = false;
+                for _ in 0..RECV_BATCH {
+                    match next {
+                        Ok((n, from)) if socket::same_peer(from, peer.destination) => {
+                            inner.engine.handle_datagram(Instant::now(), &buf[..n]);
+                            peer.transmit(&socket, &mut inner);
+                            changed |= peer.absorb_events(&mut inner);
+                        }
+                        Ok(_) => {
+                            peer.wrong_source.fetch_add(1, Ordering::Relaxed);
+                        }
+                        // ICMP errors surface here on some systems; UDP carries on.
+                        Err(_) => {}
+                    }
+                    next = socket.try_recv_from(&mut buf);
+                    if matches!(&next, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                        break;
+                    }
+                }
+                drop(inner);
+                if changed {
+                    peer.notify();
+                }
+            }
+            () = timer => {
+                let mut inner = lock(&peer.inner);
+                inner.engine.handle_timeout(Instant::now());
+                peer.transmit(&socket, &mut inner);
+                let changed = peer.absorb_events(&mut inner);
+                drop(inner);
+                if changed {
+                    peer.notify();
+                }
+            }
+            () = peer.wake_task.notified() => {
+                let mut inner = lock(&peer.inner);
+                if inner.start_requested && inner.engine.state() == State::Idle {
+                    inner.engine.start(Instant::now());
+                    peer.transmit(&socket, &mut inner);
+                }
+                let changed = peer.absorb_events(&mut inner);
+                drop(inner);
+                if changed {
+                    peer.notify();
+                }
+            }
+            writable = socket.writable(), if want_write => {
+                if writable.is_ok() {
+                    let mut inner = lock(&peer.inner);
+                    peer.flush(&socket, &mut inner);
+                }
+                // Senders waiting for outbox room may go on.
+                peer.notify();
+            }
+        }
+    }
+    peer.notify();
+}

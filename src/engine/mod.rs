@@ -1,0 +1,423 @@
+//! The sans-IO DTLS engine: datagrams and the current time in; datagrams, events and the next
+//! deadline out. No sockets, no threads, no clock reads of its own.
+//!
+//! Call order, after `new` and after every `start`, `handle_datagram`, `handle_timeout`,
+//! `send` or `close`: drain `poll_transmit` and send each datagram, drain `poll_event`, then
+//! arrange to call `handle_timeout` at `poll_timeout`.
+//!
+//! One caveat comes from OpenSSL: it checks whether a retransmission is due against the wall
+//! clock. The engine keeps the schedule (see [`crate::config::Config`]) and reports it through
+//! `poll_timeout` relative to the `now` it is given, so callers must pass real time; tests that
+//! exercise retransmission wait for real (with short timeouts).
+
+mod output;
+mod pipe;
+mod timer;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openssl::ssl::{ErrorCode, Ssl, SslStream};
+
+pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
+
+use crate::config::{Config, ConfigError, Role};
+use crate::identity::Identity;
+use crate::pin::{self, Pin};
+use crate::policy;
+use pipe::DatagramPipe;
+use timer::{TimeoutOutcome, TimerState};
+
+/// Datagrams kept while `Idle` (the peer may start before we do).
+const EARLY_DATAGRAMS: usize = 64;
+/// Largest DTLS record plaintext.
+const MAX_PLAINTEXT: usize = 16_384;
+
+const CONTENT_APPLICATION_DATA: u8 = 23;
+
+/// Whether a datagram can be a DTLS 1.x record (RFC 7983: first byte 20..=63 is DTLS; we
+/// also require the 13-byte header and a DTLS version major byte).
+pub fn looks_like_dtls(datagram: &[u8]) -> bool {
+    datagram.len() >= 13 && (20..=25).contains(&datagram[0]) && datagram[1] == 0xfe
+}
+
+/// One DTLS 1.2 association with one peer.
+pub struct Engine {
+    stream: SslStream<DatagramPipe>,
+    role: Role,
+    config: Config,
+    state: State,
+    pin: Arc<Pin>,
+    timer: Arc<TimerState>,
+    early: VecDeque<Vec<u8>>,
+    events: VecDeque<Event>,
+    started_at: Option<Instant>,
+    handshake_deadline: Option<Instant>,
+    retransmit_at: Option<Instant>,
+    peer_node_id: Option<String>,
+    peer_certificate: Option<Vec<u8>>,
+    stats: Stats,
+    read_buf: Box<[u8]>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("role", &self.role)
+            .field("state", &self.state)
+            .field("peer_node_id", &self.peer_node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A new engine that will authenticate as `identity` and accept only a peer whose node ID
+    /// is `expected_node_id` (normalised lowercase hex; `None` accepts any valid certificate).
+    pub fn new(
+        role: Role,
+        identity: &Identity,
+        expected_node_id: Option<String>,
+        config: Config,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let ctx = policy::context(identity, &config)?;
+        let openssl = |e: openssl::error::ErrorStack| ConfigError::OpenSsl(e.to_string());
+        let mut ssl = Ssl::new(&ctx).map_err(openssl)?;
+        ssl.set_mtu(u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?).map_err(openssl)?;
+        match role {
+            Role::Client => ssl.set_connect_state(),
+            Role::Server => ssl.set_accept_state(),
+        }
+        let timer = Arc::new(TimerState::new(config.initial_retransmit_timeout, config.max_retransmit_timeout));
+        timer::install(&mut ssl, timer.clone());
+        let pin = Arc::new(Pin::new(expected_node_id));
+        pin::install(&mut ssl, pin.clone());
+        let stream = SslStream::new(ssl, DatagramPipe::default()).map_err(openssl)?;
+        Ok(Self {
+            stream,
+            role,
+            config,
+            state: State::Idle,
+            pin,
+            timer,
+            early: VecDeque::new(),
+            events: VecDeque::new(),
+            started_at: None,
+            handshake_deadline: None,
+            retransmit_at: None,
+            peer_node_id: None,
+            peer_certificate: None,
+            stats: Stats::default(),
+            read_buf: vec![0; MAX_PLAINTEXT + 2048].into_boxed_slice(),
+        })
+    }
+
+    /// Begins the handshake; the handshake timeout counts from `now`. Datagrams received
+    /// while idle are processed now. Calling it again has no effect.
+    pub fn start(&mut self, now: Instant) {
+        if self.state != State::Idle {
+            return;
+        }
+        self.state = State::Handshaking;
+        self.started_at = Some(now);
+        self.handshake_deadline = Some(now + self.config.handshake_timeout);
+        self.drive_handshake(now);
+        while let Some(datagram) = self.early.pop_front() {
+            self.process(now, datagram);
+        }
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += datagram.len() as u64;
+        if !looks_like_dtls(datagram) {
+            self.stats.dropped_not_dtls += 1;
+            return;
+        }
+        if self.state == State::Idle {
+            if self.early.len() < EARLY_DATAGRAMS {
+                self.early.push_back(datagram.to_vec());
+            } else {
+                self.stats.dropped_early += 1;
+            }
+            return;
+        }
+        self.process(now, datagram.to_vec());
+    }
+
+    fn process(&mut self, now: Instant, datagram: Vec<u8>) {
+        match self.state {
+            State::Handshaking => {
+                self.stream.get_mut().push_incoming(datagram);
+                self.drive_handshake(now);
+            }
+            State::Established => {
+                let is_data = datagram[0] == CONTENT_APPLICATION_DATA;
+                self.stream.get_mut().push_incoming(datagram);
+                if self.read_records() == 0 && is_data && self.state == State::Established {
+                    self.stats.dropped_invalid += 1;
+                }
+            }
+            State::Idle | State::Failed | State::Closed => self.stats.dropped_after_close += 1,
+        }
+    }
+
+    /// Retransmits or gives up when a deadline from `poll_timeout` has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state != State::Handshaking {
+            return;
+        }
+        if self.handshake_deadline.is_some_and(|d| now >= d) {
+            self.fail(HandshakeFailure::Timeout);
+            return;
+        }
+        if !self.retransmit_at.is_some_and(|t| now >= t) {
+            return;
+        }
+        match timer::handle_timeout(self.stream.ssl()) {
+            TimeoutOutcome::Retransmitted => {}
+            // The caller's clock ran ahead of OpenSSL's; follow OpenSSL's remaining time.
+            TimeoutOutcome::NotDue => {
+                self.retransmit_at =
+                    timer::time_left(self.stream.ssl()).map(|left| now + left.max(Duration::from_millis(1)));
+            }
+            TimeoutOutcome::Failed => return self.fail(HandshakeFailure::Timeout),
+        }
+        self.sync_timer(now);
+    }
+
+    /// Encrypts one message into one datagram (collect it with `poll_transmit`).
+    pub fn send(&mut self, message: &[u8]) -> Result<(), SendError> {
+        match self.state {
+            State::Established => {}
+            State::Idle | State::Handshaking => return Err(SendError::NotEstablished),
+            State::Failed | State::Closed => return Err(SendError::Closed),
+        }
+        let max = self.max_message_size();
+        if message.len() > max {
+            return Err(SendError::TooLarge { size: message.len(), max });
+        }
+        if message.is_empty() {
+            return Err(SendError::Empty);
+        }
+        match self.stream.ssl_write(message) {
+            Ok(_) => {
+                self.stats.messages_out += 1;
+                Ok(())
+            }
+            Err(e) => {
+                self.close_with(CloseReason::Protocol(describe(&e)));
+                Err(SendError::Closed)
+            }
+        }
+    }
+
+    /// Sends close_notify (if a session exists) and ends the engine. Idempotent.
+    pub fn close(&mut self) {
+        match self.state {
+            State::Idle => self.state = State::Closed,
+            State::Handshaking => {
+                let _ = self.stream.shutdown();
+                self.fail(HandshakeFailure::Closed);
+            }
+            State::Established => {
+                let _ = self.stream.shutdown();
+                self.close_with(CloseReason::LocalClose);
+            }
+            State::Failed | State::Closed => {}
+        }
+    }
+
+    /// The next datagram to send to the peer.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        let datagram = self.stream.get_mut().pop_outgoing()?;
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += datagram.len() as u64;
+        Some(datagram)
+    }
+
+    /// The next event, in order.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must next be called, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state != State::Handshaking {
+            return None;
+        }
+        match (self.retransmit_at, self.handshake_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Where the engine is in its life.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The role this engine plays.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Largest message `send` accepts.
+    pub fn max_message_size(&self) -> usize {
+        self.config.max_message_size()
+    }
+
+    /// The verified peer's node ID, once connected.
+    pub fn peer_node_id(&self) -> Option<&str> {
+        self.peer_node_id.as_deref()
+    }
+
+    /// The peer's certificate (DER), once connected.
+    pub fn peer_certificate(&self) -> Option<&[u8]> {
+        self.peer_certificate.as_deref()
+    }
+
+    /// The negotiated cipher suite (OpenSSL name), once connected.
+    pub fn cipher(&self) -> Option<&'static str> {
+        (self.state == State::Established).then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
+    }
+
+    /// The negotiated protocol version ("DTLSv1.2"), once connected.
+    pub fn protocol_version(&self) -> Option<&'static str> {
+        (self.state == State::Established).then(|| self.stream.ssl().version_str())
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> Stats {
+        Stats { retransmissions: self.timer.retransmissions(), ..self.stats.clone() }
+    }
+
+    fn drive_handshake(&mut self, now: Instant) {
+        match self.stream.do_handshake() {
+            Ok(()) => self.connected(now),
+            Err(e) if e.code() == ErrorCode::WANT_READ => self.sync_timer(now),
+            Err(e) => {
+                let failure = self.classify(&e);
+                self.fail(failure);
+            }
+        }
+    }
+
+    fn connected(&mut self, now: Instant) {
+        // The verify callback decided during the handshake; this re-check only guards against
+        // OpenSSL skipping it, which would otherwise let an unverified peer through.
+        let der = self.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
+        let verdict = match (&der, self.pin.verdict()) {
+            (None, _) => Err(VerificationFailure::NoCertificate),
+            (Some(der), Some(Ok(_)) | None) => self.pin.judge(der),
+            (Some(_), Some(Err(failure))) => Err(failure),
+        };
+        match verdict {
+            Ok(node_id) => {
+                self.peer_node_id = Some(node_id);
+                self.peer_certificate = der;
+                self.state = State::Established;
+                self.retransmit_at = None;
+                self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
+                self.events.push_back(Event::Connected);
+                // Records that arrived with the final flight.
+                self.read_records();
+            }
+            Err(failure) => {
+                let _ = self.stream.shutdown();
+                self.fail(HandshakeFailure::PeerVerification(failure));
+            }
+        }
+    }
+
+    /// Decrypts whatever is queued; returns the number of messages delivered.
+    fn read_records(&mut self) -> usize {
+        let mut delivered = 0;
+        loop {
+            match self.stream.ssl_read(&mut self.read_buf) {
+                Ok(0) => {}
+                Ok(n) => {
+                    delivered += 1;
+                    self.stats.messages_in += 1;
+                    self.events.push_back(Event::Message(self.read_buf[..n].to_vec()));
+                }
+                Err(e) if e.code() == ErrorCode::WANT_READ => break,
+                Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
+                    // Answer close_notify with ours, as RFC 5246 7.2.1 asks.
+                    let _ = self.stream.shutdown();
+                    self.close_with(CloseReason::PeerClosed);
+                    break;
+                }
+                Err(e) => {
+                    let reason = match alert_received(&e) {
+                        Some(code) => CloseReason::AlertReceived(code),
+                        None => CloseReason::Protocol(describe(&e)),
+                    };
+                    self.close_with(reason);
+                    break;
+                }
+            }
+        }
+        self.stream.get_mut().clear_incoming();
+        delivered
+    }
+
+    fn sync_timer(&mut self, now: Instant) {
+        if let Some(duration) = self.timer.take_restart() {
+            self.retransmit_at = Some(now + duration);
+        }
+        if timer::time_left(self.stream.ssl()).is_none() {
+            self.retransmit_at = None;
+        }
+    }
+
+    fn classify(&self, e: &openssl::ssl::Error) -> HandshakeFailure {
+        if let Some(Err(failure)) = self.pin.verdict() {
+            return HandshakeFailure::PeerVerification(failure);
+        }
+        if let Some(code) = alert_received(e) {
+            return HandshakeFailure::AlertReceived(code);
+        }
+        let why = describe(e);
+        if why.contains("read timeout expired") {
+            return HandshakeFailure::Timeout;
+        }
+        HandshakeFailure::Protocol(why)
+    }
+
+    fn fail(&mut self, failure: HandshakeFailure) {
+        self.state = State::Failed;
+        self.retransmit_at = None;
+        self.stream.get_mut().clear_incoming();
+        self.events.push_back(Event::HandshakeFailed(failure));
+    }
+
+    fn close_with(&mut self, reason: CloseReason) {
+        if self.state == State::Established {
+            self.state = State::Closed;
+            self.events.push_back(Event::Closed(reason));
+        }
+    }
+}
+
+/// OpenSSL reports a received alert as reason code 1000 + the alert number.
+fn alert_received(e: &openssl::ssl::Error) -> Option<u8> {
+    e.ssl_error()?
+        .errors()
+        .iter()
+        .find_map(|err| u8::try_from(err.reason_code() - 1000).ok().filter(|_| err.reason_code() >= 1000))
+}
+
+fn describe(e: &openssl::ssl::Error) -> String {
+    match e.ssl_error().and_then(|s| s.errors().first()) {
+        Some(err) => err.reason().unwrap_or("unknown OpenSSL error").to_owned(),
+        None => e.to_string(),
+    }
+}

@@ -1,0 +1,214 @@
+//! What the engine reports: events, failure reasons, send errors, state and counters.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::identity::CertificateProblem;
+
+/// Something the caller must act on, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The handshake finished and the peer passed verification; messages may flow.
+    Connected,
+    /// The handshake failed; the engine is finished (drain `poll_transmit` for the alert).
+    HandshakeFailed(HandshakeFailure),
+    /// One decrypted application message from the peer.
+    Message(Vec<u8>),
+    /// An established session ended; no more messages will arrive.
+    Closed(CloseReason),
+}
+
+/// Why a handshake failed. Only `PeerVerification` says anything about the peer's identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// No completed handshake within `handshake_timeout` (or OpenSSL's retry limit).
+    Timeout,
+    /// This side rejected the peer's certificate.
+    PeerVerification(VerificationFailure),
+    /// The peer aborted with this fatal alert (e.g. 40 handshake_failure when it rejected us).
+    AlertReceived(u8),
+    /// OpenSSL refused the exchange (no shared cipher or version, malformed message, ...).
+    Protocol(String),
+    /// `close` was called before the handshake finished.
+    Closed,
+}
+
+/// Why the peer's certificate was rejected during the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerificationFailure {
+    /// The peer presented no certificate.
+    NoCertificate,
+    /// The certificate is valid but belongs to another node.
+    NodeIdMismatch {
+        /// The pinned node ID.
+        expected: String,
+        /// The node ID the peer presented.
+        actual: String,
+    },
+    /// The certificate itself is unacceptable.
+    Certificate(CertificateProblem),
+}
+
+/// Why an established session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer sent close_notify.
+    PeerClosed,
+    /// `close` was called here.
+    LocalClose,
+    /// The peer sent this fatal alert.
+    AlertReceived(u8),
+    /// OpenSSL reported a fatal error on the session.
+    Protocol(String),
+}
+
+/// Why `send` refused a message. Nothing was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The handshake has not completed.
+    NotEstablished,
+    /// The session is closed or failed.
+    Closed,
+    /// DTLS carries no empty application records through OpenSSL.
+    Empty,
+    /// The message does not fit one datagram.
+    TooLarge {
+        /// Size of the refused message.
+        size: usize,
+        /// Largest size accepted.
+        max: usize,
+    },
+}
+
+/// Where the engine is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Created; datagrams are kept until `start`.
+    Idle,
+    /// Handshake in progress.
+    Handshaking,
+    /// Verified session; messages flow.
+    Established,
+    /// Handshake failed.
+    Failed,
+    /// Session closed (by either side) after being established, or closed before it was.
+    Closed,
+}
+
+/// Counters a user can read to see what happened on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Datagrams handed to the engine.
+    pub datagrams_in: u64,
+    /// Bytes in those datagrams.
+    pub bytes_in: u64,
+    /// Datagrams the engine produced.
+    pub datagrams_out: u64,
+    /// Bytes in those datagrams.
+    pub bytes_out: u64,
+    /// Handshake flights sent again after a timeout.
+    pub retransmissions: u64,
+    /// Application messages delivered.
+    pub messages_in: u64,
+    /// Application messages sent.
+    pub messages_out: u64,
+    /// Datagrams that were not DTLS records (late hole-punch packets, noise).
+    pub dropped_not_dtls: u64,
+    /// Application records OpenSSL discarded (bad MAC, replay, truncation).
+    pub dropped_invalid: u64,
+    /// Datagrams that arrived before `start` beyond what is kept.
+    pub dropped_early: u64,
+    /// Datagrams that arrived after the session ended.
+    pub dropped_after_close: u64,
+    /// Time from `start` to `Connected`.
+    pub handshake_duration: Option<Duration>,
+}
+
+/// The registered name of a TLS alert code, for messages.
+pub fn alert_name(code: u8) -> &'static str {
+    match code {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        40 => "handshake_failure",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        _ => "unknown alert",
+    }
+}
+
+impl fmt::Display for VerificationFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoCertificate => f.write_str("the peer presented no certificate"),
+            Self::NodeIdMismatch { expected, actual } => {
+                write!(f, "peer node ID mismatch: expected {expected}, the peer presented {actual}")
+            }
+            Self::Certificate(CertificateProblem::Malformed) => f.write_str("the peer's certificate is malformed"),
+            Self::Certificate(CertificateProblem::WrongKeyType(found)) => {
+                write!(f, "the peer's certificate key is {found}, not ECDSA P-256")
+            }
+            Self::Certificate(CertificateProblem::BadSelfSignature) => {
+                f.write_str("the peer's certificate signature does not verify with its own key")
+            }
+        }
+    }
+}
+
+impl fmt::Display for HandshakeFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("handshake timed out"),
+            Self::PeerVerification(v) => write!(f, "peer verification failed: {v}"),
+            Self::AlertReceived(code) => write!(
+                f,
+                "the peer aborted the handshake with alert {code} ({}){}",
+                alert_name(*code),
+                if matches!(code, 40 | 42 | 43 | 46 | 48) { "; it may have rejected our node ID" } else { "" }
+            ),
+            Self::Protocol(why) => write!(f, "handshake failed: {why}"),
+            Self::Closed => f.write_str("the connection was closed during the handshake"),
+        }
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerClosed => f.write_str("the peer closed the connection"),
+            Self::LocalClose => f.write_str("the connection was closed"),
+            Self::AlertReceived(code) => write!(f, "the peer sent fatal alert {code} ({})", alert_name(*code)),
+            Self::Protocol(why) => write!(f, "the session failed: {why}"),
+        }
+    }
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotEstablished => f.write_str("the handshake has not completed; await handshake() first"),
+            Self::Closed => f.write_str("the connection is closed"),
+            Self::Empty => f.write_str("cannot send an empty message"),
+            Self::TooLarge { size, max } => {
+                write!(f, "message of {size} bytes exceeds max_message_size {max} (one datagram per message)")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SendError {}

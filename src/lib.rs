@@ -1,0 +1,19 @@
+//! dtls_peer: authenticated, encrypted DTLS 1.2 channels over already hole-punched UDP paths.
+//!
+//! - [`engine`]: a sans-IO DTLS engine. Feed it datagrams and the current time; after every
+//!   call drain `poll_transmit` (datagrams to send) and `poll_event` (connected, messages,
+//!   failures), then sleep until `poll_timeout` and call `handle_timeout`.
+//! - [`driver`]: runs an engine over a real UDP socket on tokio.
+//! - [`identity`]: node identities (ECDSA P-256 certificates) and node IDs.
+//! - `bindings` (feature `python`): the `dtls_peer._native` extension module.
+
+pub mod config;
+pub mod driver;
+pub mod engine;
+pub mod identity;
+mod pin;
+mod policy;
+
+pub use config::{Config, ConfigError, Role};
+pub use engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
+pub use identity::{Identity, IdentityError};

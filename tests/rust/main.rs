@@ -1,0 +1,8 @@
+//! Engine tests: two engines (or an engine and a raw OpenSSL peer) over in-memory links.
+#![allow(unreachable_pub)]
+mod common;
+mod faults;
+mod garbage;
+mod handshake;
+mod pinning;
+mod policy;
