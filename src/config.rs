@@ -184,28 +184,72 @@ mod tests {
 
     #[test]
     fn ciphers_may_narrow_or_reorder_within_the_family_only() {
-        let ok = |s: &str| Config { ciphers: s.into(), ..Config::default() }.validate();
+        let ok = |s: &str| {
+            Config {
+                ciphers: s.into(),
+                ..Config::default()
+            }
+            .validate()
+        };
         assert!(ok("ECDHE-ECDSA-CHACHA20-POLY1305").is_ok());
         assert!(ok("ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256").is_ok());
-        for bad in ["", "ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA", "ALL", "DEFAULT",
-            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256:"] {
-            assert!(matches!(ok(bad), Err(ConfigError::Ciphers(_))), "{bad:?} accepted");
+        for bad in [
+            "",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES128-SHA",
+            "ALL",
+            "DEFAULT",
+            "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256",
+            "ECDHE-ECDSA-AES128-GCM-SHA256:",
+        ] {
+            assert!(
+                matches!(ok(bad), Err(ConfigError::Ciphers(_))),
+                "{bad:?} accepted"
+            );
         }
     }
 
     #[test]
     fn out_of_range_values_are_refused() {
         let base = Config::default();
-        assert_eq!(Config { mtu: 255, ..base.clone() }.validate(), Err(ConfigError::Mtu(255)));
-        assert_eq!(Config { mtu: 65_508, ..base.clone() }.validate(), Err(ConfigError::Mtu(65_508)));
-        assert!(Config { handshake_timeout: Duration::ZERO, ..base.clone() }.validate().is_err());
+        assert_eq!(
+            Config {
+                mtu: 255,
+                ..base.clone()
+            }
+            .validate(),
+            Err(ConfigError::Mtu(255))
+        );
+        assert_eq!(
+            Config {
+                mtu: 65_508,
+                ..base.clone()
+            }
+            .validate(),
+            Err(ConfigError::Mtu(65_508))
+        );
+        assert!(Config {
+            handshake_timeout: Duration::ZERO,
+            ..base.clone()
+        }
+        .validate()
+        .is_err());
         let fast = Duration::from_millis(10);
         assert_eq!(
-            Config { initial_retransmit_timeout: fast, ..base.clone() }.validate(),
+            Config {
+                initial_retransmit_timeout: fast,
+                ..base.clone()
+            }
+            .validate(),
             Err(ConfigError::RetransmitTimeout(fast))
         );
         let long = Duration::from_secs(20);
-        assert!(Config { initial_retransmit_timeout: long, ..base }.validate().is_err());
+        assert!(Config {
+            initial_retransmit_timeout: long,
+            ..base
+        }
+        .validate()
+        .is_err());
     }
 
     #[test]

@@ -19,12 +19,18 @@ pub(crate) struct Pin {
 impl Pin {
     /// `expected` is a normalised (lowercase) node ID, or `None` to accept any valid certificate.
     pub(crate) fn new(expected: Option<String>) -> Self {
-        Self { expected, verdict: Mutex::new(None) }
+        Self {
+            expected,
+            verdict: Mutex::new(None),
+        }
     }
 
     /// The peer's node ID once its certificate passed, or why it did not.
     pub(crate) fn verdict(&self) -> Option<Result<String, VerificationFailure>> {
-        self.verdict.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.verdict
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Judges a leaf certificate given as DER.
@@ -32,7 +38,10 @@ impl Pin {
         let peer = inspect_peer_certificate(der).map_err(VerificationFailure::Certificate)?;
         match &self.expected {
             Some(expected) if *expected != peer.node_id => {
-                Err(VerificationFailure::NodeIdMismatch { expected: expected.clone(), actual: peer.node_id })
+                Err(VerificationFailure::NodeIdMismatch {
+                    expected: expected.clone(),
+                    actual: peer.node_id,
+                })
             }
             _ => Ok(peer.node_id),
         }
@@ -52,7 +61,9 @@ impl Pin {
         }
         let verdict = match ctx.current_cert().map(|c| c.to_der()) {
             Some(Ok(der)) => self.judge(&der),
-            Some(Err(_)) => Err(VerificationFailure::Certificate(crate::identity::CertificateProblem::Malformed)),
+            Some(Err(_)) => Err(VerificationFailure::Certificate(
+                crate::identity::CertificateProblem::Malformed,
+            )),
             None => Err(VerificationFailure::NoCertificate),
         };
         let ok = self.record(verdict);
@@ -65,7 +76,8 @@ impl Pin {
 
 /// Requires a peer certificate on `ssl` and checks it with `pin` during the handshake.
 pub(crate) fn install(ssl: &mut SslRef, pin: Arc<Pin>) {
-    ssl.set_verify_callback(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT, move |_preverified, ctx| {
-        pin.verify(ctx)
-    });
+    ssl.set_verify_callback(
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        move |_preverified, ctx| pin.verify(ctx),
+    );
 }

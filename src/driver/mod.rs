@@ -127,7 +127,12 @@ pub struct Connection {
 impl Connection {
     /// Takes over `socket` for a connection to `remote`, run by `engine`. Datagrams are
     /// read (and kept by the engine) from now on; the handshake waits for `start_handshake`.
-    pub fn spawn(socket: std::net::UdpSocket, remote: SocketAddr, engine: Engine, inbox_limit: usize) -> io::Result<Self> {
+    pub fn spawn(
+        socket: std::net::UdpSocket,
+        remote: SocketAddr,
+        engine: Engine,
+        inbox_limit: usize,
+    ) -> io::Result<Self> {
         let local = socket::bound_address(&socket)?;
         let destination = socket::destination_for(local, remote)?;
         let connected_socket = socket.peer_addr().is_ok();
@@ -154,7 +159,12 @@ impl Connection {
             wrong_source: AtomicU64::new(0),
         });
         runtime().spawn(run(socket.clone(), peer.clone()));
-        Ok(Self { peer, socket, local, remote })
+        Ok(Self {
+            peer,
+            socket,
+            local,
+            remote,
+        })
     }
 
     /// Sets who is told about changes; notifies at once if anything is already waiting.
@@ -288,7 +298,9 @@ impl Peer {
                 Event::Connected => inner.progress = Progress::Established,
                 Event::HandshakeFailed(failure) => inner.progress = Progress::Failed(failure),
                 Event::Closed(reason) => inner.progress = Progress::Closed(reason),
-                Event::Message(message) if inner.inbox.len() < self.inbox_limit => inner.inbox.push_back(message),
+                Event::Message(message) if inner.inbox.len() < self.inbox_limit => {
+                    inner.inbox.push_back(message)
+                }
                 Event::Message(_) => inner.stats.dropped_queue_full += 1,
             }
         }

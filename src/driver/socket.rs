@@ -12,19 +12,31 @@ use std::os::fd::{FromRawFd, RawFd};
 #[cfg(unix)]
 pub fn udp_socket_from_fd(fd: RawFd) -> io::Result<UdpSocket> {
     if fd < 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a socket descriptor"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a socket descriptor",
+        ));
     }
     let mut kind: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `kind`; an invalid fd is an error.
     let r = unsafe {
-        libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_TYPE, (&mut kind as *mut libc::c_int).cast(), &mut len)
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            (&mut kind as *mut libc::c_int).cast(),
+            &mut len,
+        )
     };
     if r != 0 {
         return Err(io::Error::last_os_error());
     }
     if kind != libc::SOCK_DGRAM {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the socket is not a UDP (SOCK_DGRAM) socket"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the socket is not a UDP (SOCK_DGRAM) socket",
+        ));
     }
     // SAFETY: the caller transfers ownership of `fd`, an open datagram socket checked above.
     let socket = unsafe { UdpSocket::from_raw_fd(fd) };
@@ -36,7 +48,10 @@ pub fn udp_socket_from_fd(fd: RawFd) -> io::Result<UdpSocket> {
 pub(super) fn bound_address(socket: &UdpSocket) -> io::Result<SocketAddr> {
     let local = socket.local_addr()?;
     if local.port() == 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "the socket is not bound to a local port"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the socket is not bound to a local port",
+        ));
     }
     Ok(local)
 }
@@ -44,12 +59,18 @@ pub(super) fn bound_address(socket: &UdpSocket) -> io::Result<SocketAddr> {
 /// The address to send to: an IPv4 peer on an IPv6 socket is reached through its mapped form.
 pub(super) fn destination_for(local: SocketAddr, remote: SocketAddr) -> io::Result<SocketAddr> {
     match (local, remote) {
-        (SocketAddr::V4(_), SocketAddr::V6(r)) if r.ip().to_ipv4_mapped().is_none() => Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("remote address {remote} is IPv6 but the socket is IPv4"),
-        )),
-        (SocketAddr::V4(_), SocketAddr::V6(r)) => Ok(SocketAddr::new(r.ip().to_canonical(), r.port())),
-        (SocketAddr::V6(_), SocketAddr::V4(r)) => Ok(SocketAddr::new(r.ip().to_ipv6_mapped().into(), r.port())),
+        (SocketAddr::V4(_), SocketAddr::V6(r)) if r.ip().to_ipv4_mapped().is_none() => {
+            Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("remote address {remote} is IPv6 but the socket is IPv4"),
+            ))
+        }
+        (SocketAddr::V4(_), SocketAddr::V6(r)) => {
+            Ok(SocketAddr::new(r.ip().to_canonical(), r.port()))
+        }
+        (SocketAddr::V6(_), SocketAddr::V4(r)) => {
+            Ok(SocketAddr::new(r.ip().to_ipv6_mapped().into(), r.port()))
+        }
         _ => Ok(remote),
     }
 }

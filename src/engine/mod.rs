@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{ErrorCode, Ssl, SslStream};
 
-pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
+pub use output::{
+    alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure,
+};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::identity::Identity;
@@ -84,12 +86,16 @@ impl Engine {
         let ctx = policy::context(identity, &config)?;
         let openssl = |e: openssl::error::ErrorStack| ConfigError::OpenSsl(e.to_string());
         let mut ssl = Ssl::new(&ctx).map_err(openssl)?;
-        ssl.set_mtu(u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?).map_err(openssl)?;
+        ssl.set_mtu(u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?)
+            .map_err(openssl)?;
         match role {
             Role::Client => ssl.set_connect_state(),
             Role::Server => ssl.set_accept_state(),
         }
-        let timer = Arc::new(TimerState::new(config.initial_retransmit_timeout, config.max_retransmit_timeout));
+        let timer = Arc::new(TimerState::new(
+            config.initial_retransmit_timeout,
+            config.max_retransmit_timeout,
+        ));
         timer::install(&mut ssl, timer.clone());
         let pin = Arc::new(Pin::new(expected_node_id));
         pin::install(&mut ssl, pin.clone());
@@ -180,8 +186,8 @@ impl Engine {
             TimeoutOutcome::Retransmitted => {}
             // The caller's clock ran ahead of OpenSSL's; follow OpenSSL's remaining time.
             TimeoutOutcome::NotDue => {
-                self.retransmit_at =
-                    timer::time_left(self.stream.ssl()).map(|left| now + left.max(Duration::from_millis(1)));
+                self.retransmit_at = timer::time_left(self.stream.ssl())
+                    .map(|left| now + left.max(Duration::from_millis(1)));
             }
             TimeoutOutcome::Failed => return self.fail(HandshakeFailure::Timeout),
         }
@@ -197,7 +203,10 @@ impl Engine {
         }
         let max = self.max_message_size();
         if message.len() > max {
-            return Err(SendError::TooLarge { size: message.len(), max });
+            return Err(SendError::TooLarge {
+                size: message.len(),
+                max,
+            });
         }
         if message.is_empty() {
             return Err(SendError::Empty);
@@ -286,7 +295,8 @@ impl Engine {
 
     /// The negotiated cipher suite (OpenSSL name), once connected.
     pub fn cipher(&self) -> Option<&'static str> {
-        (self.state == State::Established).then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
+        (self.state == State::Established)
+            .then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
     }
 
     /// The negotiated protocol version ("DTLSv1.2"), once connected.
@@ -296,7 +306,10 @@ impl Engine {
 
     /// Counters so far.
     pub fn stats(&self) -> Stats {
-        Stats { retransmissions: self.timer.retransmissions(), ..self.stats.clone() }
+        Stats {
+            retransmissions: self.timer.retransmissions(),
+            ..self.stats.clone()
+        }
     }
 
     fn drive_handshake(&mut self, now: Instant) {
@@ -313,7 +326,11 @@ impl Engine {
     fn connected(&mut self, now: Instant) {
         // The verify callback decided during the handshake; this re-check only guards against
         // OpenSSL skipping it, which would otherwise let an unverified peer through.
-        let der = self.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
+        let der = self
+            .stream
+            .ssl()
+            .peer_certificate()
+            .and_then(|c| c.to_der().ok());
         let verdict = match (&der, self.pin.verdict()) {
             (None, _) => Err(VerificationFailure::NoCertificate),
             (Some(der), Some(Ok(_)) | None) => self.pin.judge(der),
@@ -325,7 +342,8 @@ impl Engine {
                 self.peer_certificate = der;
                 self.state = State::Established;
                 self.retransmit_at = None;
-                self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
+                self.stats.handshake_duration =
+                    self.started_at.map(|t| now.saturating_duration_since(t));
                 self.events.push_back(Event::Connected);
                 // Records that arrived with the final flight.
                 self.read_records();
@@ -346,7 +364,8 @@ impl Engine {
                 Ok(n) => {
                     delivered += 1;
                     self.stats.messages_in += 1;
-                    self.events.push_back(Event::Message(self.read_buf[..n].to_vec()));
+                    self.events
+                        .push_back(Event::Message(self.read_buf[..n].to_vec()));
                 }
                 Err(e) if e.code() == ErrorCode::WANT_READ => break,
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
@@ -409,10 +428,11 @@ impl Engine {
 
 /// OpenSSL reports a received alert as reason code 1000 + the alert number.
 fn alert_received(e: &openssl::ssl::Error) -> Option<u8> {
-    e.ssl_error()?
-        .errors()
-        .iter()
-        .find_map(|err| u8::try_from(err.reason_code() - 1000).ok().filter(|_| err.reason_code() >= 1000))
+    e.ssl_error()?.errors().iter().find_map(|err| {
+        u8::try_from(err.reason_code() - 1000)
+            .ok()
+            .filter(|_| err.reason_code() >= 1000)
+    })
 }
 
 fn describe(e: &openssl::ssl::Error) -> String {

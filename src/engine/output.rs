@@ -157,9 +157,14 @@ impl fmt::Display for VerificationFailure {
         match self {
             Self::NoCertificate => f.write_str("the peer presented no certificate"),
             Self::NodeIdMismatch { expected, actual } => {
-                write!(f, "peer node ID mismatch: expected {expected}, the peer presented {actual}")
+                write!(
+                    f,
+                    "peer node ID mismatch: expected {expected}, the peer presented {actual}"
+                )
             }
-            Self::Certificate(CertificateProblem::Malformed) => f.write_str("the peer's certificate is malformed"),
+            Self::Certificate(CertificateProblem::Malformed) => {
+                f.write_str("the peer's certificate is malformed")
+            }
             Self::Certificate(CertificateProblem::WrongKeyType(found)) => {
                 write!(f, "the peer's certificate key is {found}, not ECDSA P-256")
             }
@@ -179,7 +184,11 @@ impl fmt::Display for HandshakeFailure {
                 f,
                 "the peer aborted the handshake with alert {code} ({}){}",
                 alert_name(*code),
-                if matches!(code, 40 | 42 | 43 | 46 | 48) { "; it may have rejected our node ID" } else { "" }
+                if matches!(code, 40 | 42 | 43 | 46 | 48) {
+                    "; it may have rejected our node ID"
+                } else {
+                    ""
+                }
             ),
             Self::Protocol(why) => write!(f, "handshake failed: {why}"),
             Self::Closed => f.write_str("the connection was closed during the handshake"),
@@ -192,7 +201,11 @@ impl fmt::Display for CloseReason {
         match self {
             Self::PeerClosed => f.write_str("the peer closed the connection"),
             Self::LocalClose => f.write_str("the connection was closed"),
-            Self::AlertReceived(code) => write!(f, "the peer sent fatal alert {code} ({})", alert_name(*code)),
+            Self::AlertReceived(code) => write!(
+                f,
+                "the peer sent fatal alert {code} ({})",
+                alert_name(*code)
+            ),
             Self::Protocol(why) => write!(f, "the session failed: {why}"),
         }
     }
@@ -201,7 +214,9 @@ impl fmt::Display for CloseReason {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotEstablished => f.write_str("the handshake has not completed; await handshake() first"),
+            Self::NotEstablished => {
+                f.write_str("the handshake has not completed; await handshake() first")
+            }
             Self::Closed => f.write_str("the connection is closed"),
             Self::Empty => f.write_str("cannot send an empty message"),
             Self::TooLarge { size, max } => {

@@ -7,16 +7,31 @@ use crate::common::Pair;
 #[test]
 fn pinned_handshake_completes_and_reports_peer() {
     let mut p = Pair::new(Config::default());
-    assert!(p.handshake(), "client {:?} server {:?}", p.client_events, p.server_events);
+    assert!(
+        p.handshake(),
+        "client {:?} server {:?}",
+        p.client_events,
+        p.server_events
+    );
     assert_eq!(p.client.peer_node_id(), Some(p.server_id.node_id()));
     assert_eq!(p.server.peer_node_id(), Some(p.client_id.node_id()));
     assert_eq!(p.client.cipher(), Some("ECDHE-ECDSA-AES128-GCM-SHA256"));
     assert_eq!(p.client.protocol_version(), Some("DTLSv1.2"));
-    assert_eq!(p.client.peer_certificate(), Some(&p.server_id.certificate_der()[..]));
+    assert_eq!(
+        p.client.peer_certificate(),
+        Some(&p.server_id.certificate_der()[..])
+    );
     assert_eq!(p.client.poll_timeout(), None, "no timer once established");
     // With mtu 1200 no handshake datagram is fragmented into tiny pieces, and none exceeds it.
-    assert!(p.sent_to_server.iter().chain(&p.sent_to_client).all(|d| d.len() <= 1200));
-    assert!(p.sent_to_client.iter().any(|d| d.len() > 400), "server flight not coalesced");
+    assert!(p
+        .sent_to_server
+        .iter()
+        .chain(&p.sent_to_client)
+        .all(|d| d.len() <= 1200));
+    assert!(
+        p.sent_to_client.iter().any(|d| d.len() > 400),
+        "server flight not coalesced"
+    );
     assert_eq!(p.client.stats().retransmissions, 0);
     assert!(p.client.stats().handshake_duration.is_some());
 }
@@ -33,8 +48,14 @@ fn messages_flow_both_ways_in_order() {
     p.flush();
     let to_server = Pair::messages(&p.server_events);
     let to_client = Pair::messages(&p.client_events);
-    assert_eq!(to_server, (0..20u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
-    assert_eq!(to_client, (0..20u8).map(|i| vec![i + 100; 1163]).collect::<Vec<_>>());
+    assert_eq!(
+        to_server,
+        (0..20u8).map(|i| vec![i; 100]).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        to_client,
+        (0..20u8).map(|i| vec![i + 100; 1163]).collect::<Vec<_>>()
+    );
     // Each message travels in exactly one datagram within the MTU.
     assert!(p.sent_to_client.iter().all(|d| d.len() <= 1200));
     assert_eq!(p.server.stats().messages_in, 20);
@@ -47,7 +68,10 @@ fn send_limits_are_enforced() {
     assert!(p.handshake());
     let max = p.client.max_message_size();
     assert_eq!(max, 1163);
-    assert_eq!(p.client.send(&vec![0; max + 1]), Err(SendError::TooLarge { size: max + 1, max }));
+    assert_eq!(
+        p.client.send(&vec![0; max + 1]),
+        Err(SendError::TooLarge { size: max + 1, max })
+    );
     assert_eq!(p.client.send(b""), Err(SendError::Empty));
     p.client.send(&vec![7; max]).unwrap();
     let d = p.client.poll_transmit().unwrap();
@@ -65,10 +89,17 @@ fn close_notify_ends_the_session_after_pending_messages() {
     assert_eq!(p.client.send(b"x"), Err(SendError::Closed));
     p.collect();
     p.flush();
-    let tail: Vec<_> = p.server_events.iter().skip_while(|e| **e == Event::Connected).collect();
+    let tail: Vec<_> = p
+        .server_events
+        .iter()
+        .skip_while(|e| **e == Event::Connected)
+        .collect();
     assert_eq!(
         tail,
-        vec![&Event::Message(b"last words".to_vec()), &Event::Closed(CloseReason::PeerClosed)]
+        vec![
+            &Event::Message(b"last words".to_vec()),
+            &Event::Closed(CloseReason::PeerClosed)
+        ]
     );
     assert_eq!(p.server.state(), State::Closed);
 }
@@ -84,16 +115,31 @@ fn datagrams_before_start_are_kept() {
     p.server.start(std::time::Instant::now());
     p.collect();
     assert!(p.drive_until(|p| p.both_connected()));
-    assert_eq!(p.client.stats().retransmissions, 0, "the early ClientHello was used, not resent");
+    assert_eq!(
+        p.client.stats().retransmissions,
+        0,
+        "the early ClientHello was used, not resent"
+    );
 }
 
 #[test]
 fn other_cipher_choices_negotiate() {
-    for cipher in ["ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES256-GCM-SHA384"] {
-        let mut p = Pair::new(Config { ciphers: cipher.into(), ..Config::default() });
+    for cipher in [
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+    ] {
+        let mut p = Pair::new(Config {
+            ciphers: cipher.into(),
+            ..Config::default()
+        });
         assert!(p.handshake(), "{cipher}");
         assert_eq!(p.server.cipher(), Some(cipher));
-        p.client.send(&vec![1; p.client.max_message_size()]).unwrap();
-        assert!(p.client.poll_transmit().unwrap().len() <= 1200, "{cipher} overflows the MTU");
+        p.client
+            .send(&vec![1; p.client.max_message_size()])
+            .unwrap();
+        assert!(
+            p.client.poll_transmit().unwrap().len() <= 1200,
+            "{cipher} overflows the MTU"
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! Guards the security promise: a peer with the wrong node ID is refused during the
 //! handshake, on either side, and no application byte reaches either application.
 
-use dtls_peer::{Config, Engine, Event, HandshakeFailure, Identity, Role, State, VerificationFailure};
+use dtls_peer::{
+    Config, Engine, Event, HandshakeFailure, Identity, Role, State, VerificationFailure,
+};
 
 use crate::common::Pair;
 
@@ -28,14 +30,23 @@ fn client_refuses_wrong_server() {
     let actual = p.server_id.node_id().to_owned();
     assert_eq!(
         failure(&p.client_events),
-        Some(&HandshakeFailure::PeerVerification(VerificationFailure::NodeIdMismatch {
-            expected: stranger.node_id().into(),
-            actual
-        }))
+        Some(&HandshakeFailure::PeerVerification(
+            VerificationFailure::NodeIdMismatch {
+                expected: stranger.node_id().into(),
+                actual
+            }
+        ))
     );
     p.flush();
     // The server learns through the fatal alert and never connects.
-    assert!(matches!(failure(&p.server_events), Some(HandshakeFailure::AlertReceived(_))), "{:?}", p.server_events);
+    assert!(
+        matches!(
+            failure(&p.server_events),
+            Some(HandshakeFailure::AlertReceived(_))
+        ),
+        "{:?}",
+        p.server_events
+    );
     assert!(!p.server_events.contains(&Event::Connected));
     assert!(!p.client_events.contains(&Event::Connected));
 }
@@ -47,11 +58,20 @@ fn server_refuses_wrong_client_before_any_data() {
     assert!(!p.handshake());
     assert!(matches!(
         failure(&p.server_events),
-        Some(HandshakeFailure::PeerVerification(VerificationFailure::NodeIdMismatch { .. }))
+        Some(HandshakeFailure::PeerVerification(
+            VerificationFailure::NodeIdMismatch { .. }
+        ))
     ));
     p.flush();
     assert!(!p.server_events.contains(&Event::Connected));
-    assert!(matches!(failure(&p.client_events), Some(HandshakeFailure::AlertReceived(_))), "{:?}", p.client_events);
+    assert!(
+        matches!(
+            failure(&p.client_events),
+            Some(HandshakeFailure::AlertReceived(_))
+        ),
+        "{:?}",
+        p.client_events
+    );
     // The client may have finished its side; it must still not be able to deliver data.
     assert_eq!(p.server.state(), State::Failed);
     assert!(Pair::messages(&p.server_events).is_empty());

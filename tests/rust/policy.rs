@@ -10,7 +10,9 @@ use openssl::asn1::Asn1Time;
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
-use openssl::ssl::{ErrorCode, Ssl, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVerifyMode, SslVersion};
+use openssl::ssl::{
+    ErrorCode, Ssl, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVerifyMode, SslVersion,
+};
 use openssl::x509::{X509Name, X509};
 
 #[derive(Default)]
@@ -54,8 +56,10 @@ fn rsa_identity() -> (X509, PKey<openssl::pkey::Private>) {
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
     b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
+        .unwrap();
     b.sign(&key, MessageDigest::sha256()).unwrap();
     (b.build(), key)
 }
@@ -107,12 +111,24 @@ fn against_raw_peer(role: Role, offer: Offer) -> (Vec<Event>, bool) {
             break;
         }
     }
-    (events, raw_connected && engine.state() == State::Established)
+    (
+        events,
+        raw_connected && engine.state() == State::Established,
+    )
 }
 
 fn refused(events: &[Event]) -> bool {
     !events.contains(&Event::Connected)
-        && events.iter().any(|e| matches!(e, Event::HandshakeFailed(HandshakeFailure::Protocol(_) | HandshakeFailure::AlertReceived(_) | HandshakeFailure::PeerVerification(_))))
+        && events.iter().any(|e| {
+            matches!(
+                e,
+                Event::HandshakeFailed(
+                    HandshakeFailure::Protocol(_)
+                        | HandshakeFailure::AlertReceived(_)
+                        | HandshakeFailure::PeerVerification(_)
+                )
+            )
+        })
 }
 
 const OLD_PROTOCOLS: &str = "ALL:@SECLEVEL=0";
@@ -120,16 +136,27 @@ const OLD_PROTOCOLS: &str = "ALL:@SECLEVEL=0";
 #[test]
 fn a_sane_raw_peer_connects_so_the_refusals_below_mean_something() {
     for role in [Role::Client, Role::Server] {
-        let offer = Offer { max_version: SslVersion::DTLS1_2, ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256", rsa: false };
+        let offer = Offer {
+            max_version: SslVersion::DTLS1_2,
+            ciphers: "ECDHE-ECDSA-AES128-GCM-SHA256",
+            rsa: false,
+        };
         let (events, connected) = against_raw_peer(role, offer);
-        assert!(connected && events.contains(&Event::Connected), "{role:?}: {events:?}");
+        assert!(
+            connected && events.contains(&Event::Connected),
+            "{role:?}: {events:?}"
+        );
     }
 }
 
 #[test]
 fn dtls_1_0_only_peer_is_refused() {
     for role in [Role::Client, Role::Server] {
-        let offer = Offer { max_version: SslVersion::DTLS1, ciphers: OLD_PROTOCOLS, rsa: false };
+        let offer = Offer {
+            max_version: SslVersion::DTLS1,
+            ciphers: OLD_PROTOCOLS,
+            rsa: false,
+        };
         let (events, connected) = against_raw_peer(role, offer);
         assert!(!connected && refused(&events), "{role:?}: {events:?}");
     }
@@ -138,8 +165,11 @@ fn dtls_1_0_only_peer_is_refused() {
 #[test]
 fn cbc_only_peer_is_refused() {
     for role in [Role::Client, Role::Server] {
-        let offer =
-            Offer { max_version: SslVersion::DTLS1_2, ciphers: "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA", rsa: false };
+        let offer = Offer {
+            max_version: SslVersion::DTLS1_2,
+            ciphers: "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA",
+            rsa: false,
+        };
         let (events, connected) = against_raw_peer(role, offer);
         assert!(!connected && refused(&events), "{role:?}: {events:?}");
     }
@@ -148,7 +178,11 @@ fn cbc_only_peer_is_refused() {
 #[test]
 fn rsa_suites_and_rsa_certificates_are_refused() {
     for role in [Role::Client, Role::Server] {
-        let offer = Offer { max_version: SslVersion::DTLS1_2, ciphers: "ECDHE-RSA-AES128-GCM-SHA256", rsa: true };
+        let offer = Offer {
+            max_version: SslVersion::DTLS1_2,
+            ciphers: "ECDHE-RSA-AES128-GCM-SHA256",
+            rsa: true,
+        };
         let (events, connected) = against_raw_peer(role, offer);
         assert!(!connected && refused(&events), "{role:?}: {events:?}");
     }

@@ -18,7 +18,10 @@ pub type Script = Box<dyn FnMut(Dir, usize, Vec<Vec<u8>>) -> Vec<Vec<u8>>>;
 
 /// Settings that keep retransmission tests short in real time.
 pub fn fast_config() -> Config {
-    Config { initial_retransmit_timeout: Duration::from_millis(50), ..Config::default() }
+    Config {
+        initial_retransmit_timeout: Duration::from_millis(50),
+        ..Config::default()
+    }
 }
 
 pub struct Pair {
@@ -42,13 +45,29 @@ impl Pair {
     pub fn new(config: Config) -> Self {
         let client_id = Identity::generate().unwrap();
         let server_id = Identity::generate().unwrap();
-        let client = Engine::new(Role::Client, &client_id, Some(server_id.node_id().to_owned()), config.clone())
-            .unwrap();
-        let server = Engine::new(Role::Server, &server_id, Some(client_id.node_id().to_owned()), config).unwrap();
+        let client = Engine::new(
+            Role::Client,
+            &client_id,
+            Some(server_id.node_id().to_owned()),
+            config.clone(),
+        )
+        .unwrap();
+        let server = Engine::new(
+            Role::Server,
+            &server_id,
+            Some(client_id.node_id().to_owned()),
+            config,
+        )
+        .unwrap();
         Self::from_engines(client, server, client_id, server_id)
     }
 
-    pub fn from_engines(client: Engine, server: Engine, client_id: Identity, server_id: Identity) -> Self {
+    pub fn from_engines(
+        client: Engine,
+        server: Engine,
+        client_id: Identity,
+        server_id: Identity,
+    ) -> Self {
         Self {
             client,
             server,
@@ -65,7 +84,10 @@ impl Pair {
         }
     }
 
-    pub fn with_script(mut self, script: impl FnMut(Dir, usize, Vec<Vec<u8>>) -> Vec<Vec<u8>> + 'static) -> Self {
+    pub fn with_script(
+        mut self,
+        script: impl FnMut(Dir, usize, Vec<Vec<u8>>) -> Vec<Vec<u8>> + 'static,
+    ) -> Self {
         self.script = Box::new(script);
         self
     }
@@ -89,16 +111,26 @@ impl Pair {
                 continue;
             }
             let (log, queue, n) = match dir {
-                Dir::ToServer => (&mut self.sent_to_server, &mut self.to_server, &mut self.flights[0]),
-                Dir::ToClient => (&mut self.sent_to_client, &mut self.to_client, &mut self.flights[1]),
+                Dir::ToServer => (
+                    &mut self.sent_to_server,
+                    &mut self.to_server,
+                    &mut self.flights[0],
+                ),
+                Dir::ToClient => (
+                    &mut self.sent_to_client,
+                    &mut self.to_client,
+                    &mut self.flights[1],
+                ),
             };
             log.extend(flight.iter().cloned());
             let index = *n;
             *n += 1;
             queue.extend((self.script)(dir, index, flight));
         }
-        self.client_events.extend(std::iter::from_fn(|| self.client.poll_event()));
-        self.server_events.extend(std::iter::from_fn(|| self.server.poll_event()));
+        self.client_events
+            .extend(std::iter::from_fn(|| self.client.poll_event()));
+        self.server_events
+            .extend(std::iter::from_fn(|| self.server.poll_event()));
     }
 
     /// Delivers one queued datagram per direction; false when the link is empty.
@@ -128,7 +160,10 @@ impl Pair {
             if self.step() {
                 continue;
             }
-            let next = [self.client.poll_timeout(), self.server.poll_timeout()].into_iter().flatten().min();
+            let next = [self.client.poll_timeout(), self.server.poll_timeout()]
+                .into_iter()
+                .flatten()
+                .min();
             let Some(at) = next else { return done(self) };
             if at > limit {
                 return done(self);
@@ -146,13 +181,16 @@ impl Pair {
     pub fn handshake(&mut self) -> bool {
         self.start();
         self.drive_until(|p| {
-            p.both_connected() || p.client.state() == State::Failed || p.server.state() == State::Failed
+            p.both_connected()
+                || p.client.state() == State::Failed
+                || p.server.state() == State::Failed
         });
         self.both_connected()
     }
 
     pub fn both_connected(&self) -> bool {
-        self.client_events.contains(&Event::Connected) && self.server_events.contains(&Event::Connected)
+        self.client_events.contains(&Event::Connected)
+            && self.server_events.contains(&Event::Connected)
     }
 
     /// Messages delivered so far to one side.

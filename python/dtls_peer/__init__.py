@@ -1,0 +1,29 @@
+"""dtls_peer: turn a hole-punched UDP socket into a pinned, encrypted DTLS 1.2 channel."""
+
+from __future__ import annotations
+
+from ._native import Identity, node_id_from_certificate
+from .connection import DTLSPeerConnection
+from .exceptions import (
+    ConnectionClosed,
+    DTLSError,
+    HandshakeError,
+    HandshakeTimeout,
+    MessageTooLarge,
+    PeerVerificationError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConnectionClosed",
+    "DTLSError",
+    "DTLSPeerConnection",
+    "HandshakeError",
+    "HandshakeTimeout",
+    "Identity",
+    "MessageTooLarge",
+    "PeerVerificationError",
+    "__version__",
+    "node_id_from_certificate",
+]

@@ -1,0 +1,312 @@
+"""DTLSPeerConnection: a pinned DTLS 1.2 channel over an already hole-punched UDP socket."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import socket
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Literal, Union
+
+from . import _native, _wake
+from .exceptions import ConnectionClosed, DTLSError
+
+SocketLike = Union[socket.socket, int, asyncio.DatagramTransport]
+BytesLike = Union[bytes, bytearray, memoryview]
+
+DEFAULT_RECEIVE_QUEUE_SIZE = 1024
+
+
+def _take_socket(sock: object) -> int:
+    """A duplicate descriptor of ``sock`` for the connection to own."""
+    if isinstance(sock, asyncio.DatagramTransport):
+        inner = sock.get_extra_info("socket")
+        if inner is None:
+            raise ValueError("the DatagramTransport has no socket (is it closed?)")
+        fd = os.dup(inner.fileno())
+        # The transport must stop reading now, or it would steal the peer's datagrams.
+        sock.close()
+        return fd
+    if isinstance(sock, socket.socket):
+        if sock.fileno() < 0:
+            raise ValueError("the socket is closed")
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ValueError(f"the socket must be AF_INET or AF_INET6, not {sock.family!r}")
+        if sock.type != socket.SOCK_DGRAM:
+            raise ValueError(f"the socket must be a UDP (SOCK_DGRAM) socket, not {sock.type!r}")
+        return os.dup(sock.fileno())
+    if isinstance(sock, int) and not isinstance(sock, bool):
+        try:
+            return os.dup(sock)
+        except OSError as e:
+            raise ValueError(f"descriptor {sock} is not open: {e.strerror}") from None
+    raise TypeError(
+        "sock must be a socket.socket, a file descriptor (int) or an asyncio.DatagramTransport, "
+        f"not {type(sock).__name__}"
+    )
+
+
+def _parse_remote(remote_addr: object) -> tuple[str, int]:
+    if not isinstance(remote_addr, tuple) or len(remote_addr) not in (2, 4):
+        raise TypeError(f"remote_addr must be a (host, port) tuple, not {remote_addr!r}")
+    host, port = remote_addr[0], remote_addr[1]
+    if not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"remote_addr must be (str, int), not ({type(host).__name__}, {type(port).__name__})")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"remote_addr host must be an IP address literal, not {host!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"remote_addr port must be between 1 and 65535, not {port}")
+    return str(ip), port
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not value > 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
+
+
+class DTLSPeerConnection:
+    """An authenticated, encrypted DTLS 1.2 channel to one peer over a UDP socket.
+
+    ``sock`` is the application's UDP socket (``socket.socket``, a descriptor, or an asyncio
+    ``DatagramTransport``, which is closed). The connection works on its own duplicate of the
+    descriptor; do not read from the original afterwards. ``expected_node_id`` pins the peer
+    (checked during the handshake); ``None`` explicitly accepts any peer, which encrypts but
+    authenticates nothing. ``role="auto"`` makes the smaller node ID the client and needs a pin.
+    """
+
+    def __init__(
+        self,
+        sock: SocketLike,
+        remote_addr: tuple[str, int],
+        identity: _native.Identity,
+        *,
+        expected_node_id: str | None,
+        role: Literal["auto", "client", "server"] = "auto",
+        mtu: int = 1200,
+        handshake_timeout: float = 10.0,
+        initial_retransmit_timeout: float = 0.25,
+        ciphers: str | None = None,
+        receive_queue_size: int = DEFAULT_RECEIVE_QUEUE_SIZE,
+    ) -> None:
+        if not isinstance(identity, _native.Identity):
+            raise TypeError(f"identity must be a dtls_peer.Identity, not {type(identity).__name__}")
+        if expected_node_id is not None and not isinstance(expected_node_id, str):
+            raise TypeError(f"expected_node_id must be str or None, not {type(expected_node_id).__name__}")
+        if ciphers is not None and not isinstance(ciphers, str):
+            raise TypeError(f"ciphers must be str or None, not {type(ciphers).__name__}")
+        host, port = _parse_remote(remote_addr)
+        mtu = _integer("mtu", mtu)
+        queue_size = _integer("receive_queue_size", receive_queue_size)
+        if queue_size < 1:
+            raise ValueError(f"receive_queue_size must be at least 1, not {queue_size}")
+        timeout = _number("handshake_timeout", handshake_timeout)
+        rto = _number("initial_retransmit_timeout", initial_retransmit_timeout)
+        resolved_role = self._resolve_role(role, identity, expected_node_id)
+        fd = _take_socket(sock)
+        try:
+            self._native = _native.Connection(
+                fd, host, port, identity, expected_node_id, resolved_role, mtu, timeout, rto, ciphers, queue_size
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+        self._waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waker: _wake.LoopWaker | None = None
+        self._token = 0
+        self._closed = False
+
+    @staticmethod
+    def _resolve_role(role: object, identity: _native.Identity, expected_node_id: str | None) -> str:
+        if role not in ("auto", "client", "server"):
+            raise ValueError(f"role must be 'auto', 'client' or 'server', not {role!r}")
+        if role != "auto":
+            return str(role)
+        if expected_node_id is None:
+            raise ValueError("role='auto' needs expected_node_id: the roles are chosen by comparing node IDs")
+        peer = expected_node_id.lower()
+        if peer == identity.node_id:
+            raise ValueError("expected_node_id is this identity's own node ID")
+        return "client" if identity.node_id < peer else "server"
+
+    # -- waiting -----------------------------------------------------------------------
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop, self._waker = _wake.for_running_loop()
+            self._token = self._waker.register(self)
+            self._native.attach(self._waker.native, self._token)
+        elif self._loop is not loop:
+            raise RuntimeError("a DTLSPeerConnection is bound to the event loop it was first used on")
+        return loop
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = self._bind_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise ConnectionClosed(f"{what}: the connection was closed with close()")
+
+    # -- the API -------------------------------------------------------------------------
+
+    async def handshake(self) -> None:
+        """Runs the handshake; returns once the peer is verified.
+
+        Raises ``HandshakeTimeout``, ``PeerVerificationError`` or ``HandshakeError``; after a
+        successful handshake, calling it again returns at once.
+        """
+        self._check_open("handshake()")
+        self._bind_loop()
+        self._native.start_handshake()
+        while not self._native.handshake_done():
+            await self._wait()
+
+    async def send(self, data: BytesLike) -> None:
+        """Sends one message as one datagram (at most ``max_message_size`` bytes)."""
+        if isinstance(data, bytes):
+            payload = data
+        elif isinstance(data, (bytearray, memoryview)):
+            payload = bytes(data)
+        else:
+            raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+        self._check_open("send()")
+        while not self._native.send(payload):
+            await self._wait()
+
+    async def recv(self) -> bytes:
+        """The next message. Raises ``ConnectionClosed`` once the peer has closed and every
+        message received before that has been returned. Cancelling it loses no message."""
+        self._check_open("recv()")
+        while True:
+            message = self._native.try_recv()
+            if message is not None:
+                return message
+            await self._wait()
+            self._check_open("recv()")
+
+    async def close(self) -> None:
+        """Sends close_notify and releases the socket. Idempotent."""
+        self.close_nowait()
+
+    def close_nowait(self) -> None:
+        """``close()`` for code that cannot await (e.g. finalisers)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._native.close()
+        if self._waker is not None:
+            self._waker.unregister(self._token)
+        self._wake()
+
+    async def __aenter__(self) -> DTLSPeerConnection:
+        try:
+            await self.handshake()
+        except BaseException:
+            self.close_nowait()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._messages()
+
+    async def _messages(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                yield await self.recv()
+            except ConnectionClosed:
+                return
+
+    # -- properties ----------------------------------------------------------------------
+
+    @property
+    def peer_node_id(self) -> str | None:
+        """The verified peer's node ID, once the handshake has completed."""
+        return self._native.peer_node_id
+
+    @property
+    def peer_certificate(self) -> bytes | None:
+        """The peer's certificate (DER), once the handshake has completed."""
+        return self._native.peer_certificate
+
+    @property
+    def cipher(self) -> str | None:
+        """The negotiated cipher suite (OpenSSL name), while established."""
+        return self._native.cipher
+
+    @property
+    def protocol_version(self) -> str | None:
+        """``"DTLSv1.2"`` while established."""
+        return self._native.protocol_version
+
+    @property
+    def role(self) -> str:
+        """``"client"`` or ``"server"`` (``"auto"`` resolved)."""
+        return self._native.role
+
+    @property
+    def local_address(self) -> tuple[str, int]:
+        return self._native.local_address
+
+    @property
+    def remote_address(self) -> tuple[str, int]:
+        return self._native.remote_address
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest message ``send()`` accepts: MTU minus the largest record overhead."""
+        return self._native.max_message_size
+
+    @property
+    def is_established(self) -> bool:
+        return not self._closed and self._native.is_established
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: datagrams/bytes in and out, messages, retransmissions, handshake
+        duration, and datagrams dropped by reason (under ``"dropped"``)."""
+        return self._native.stats()
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "closed"
+        elif self._native.is_established:
+            state = "established"
+        else:
+            state = "new"
+        return (
+            f"<DTLSPeerConnection {self.role} {self.local_address} -> {self.remote_address} "
+            f"{state} peer={self.peer_node_id}>"
+        )
+
+
+__all__ = ["DTLSError", "DTLSPeerConnection"]

@@ -1,0 +1,221 @@
+//! The native side of `DTLSPeerConnection`: argument conversion around `driver::Connection`.
+//! Every method returns at once; the Python class turns "not yet" into awaiting the waker.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use super::errors::{config_error, ended, send_error, DTLSError};
+use super::identity::Identity;
+use super::waker::Waker;
+use crate::config::{Config, Role};
+use crate::driver::{self, Progress, Received, Sent};
+use crate::engine::Engine;
+use crate::identity::parse_node_id;
+
+/// One DTLS connection driven on the I/O thread.
+#[pyclass(frozen, module = "dtls_peer._native")]
+pub(crate) struct Connection {
+    inner: driver::Connection,
+    role: Role,
+}
+
+fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "{name} must be a positive number of seconds, got {value}"
+            ))
+        })
+}
+
+#[pymethods]
+impl Connection {
+    /// `fd` is a descriptor this object now owns (a duplicate of the application's socket).
+    #[new]
+    #[pyo3(signature = (fd, host, port, identity, expected_node_id, role, mtu, handshake_timeout,
+        initial_retransmit_timeout, ciphers, receive_queue_size))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        fd: i32,
+        host: &str,
+        port: u16,
+        identity: &Identity,
+        expected_node_id: Option<&str>,
+        role: &str,
+        mtu: usize,
+        handshake_timeout: f64,
+        initial_retransmit_timeout: f64,
+        ciphers: Option<String>,
+        receive_queue_size: usize,
+    ) -> PyResult<Self> {
+        let ip: IpAddr = host.parse().map_err(|_| {
+            PyValueError::new_err(format!(
+                "remote host must be an IP address literal, got {host:?}"
+            ))
+        })?;
+        let expected = expected_node_id
+            .map(parse_node_id)
+            .transpose()
+            .map_err(PyValueError::new_err)?;
+        let role = match role {
+            "client" => Role::Client,
+            "server" => Role::Server,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "role must be 'client' or 'server', got {other:?}"
+                )))
+            }
+        };
+        let config = Config {
+            mtu,
+            handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
+            initial_retransmit_timeout: seconds(
+                "initial_retransmit_timeout",
+                initial_retransmit_timeout,
+            )?,
+            ciphers: ciphers.unwrap_or_else(|| crate::config::DEFAULT_CIPHERS.to_owned()),
+            ..Config::default()
+        };
+        let engine = Engine::new(role, &identity.0, expected, config).map_err(config_error)?;
+        // Take ownership of the descriptor only once everything else is known to be valid.
+        let socket =
+            driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let inner = driver::Connection::spawn(
+            socket,
+            SocketAddr::new(ip, port),
+            engine,
+            receive_queue_size,
+        )
+        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        Ok(Self { inner, role })
+    }
+
+    /// Routes this connection's notifications to `waker` under `token`.
+    fn attach(&self, waker: &Waker, token: u64) {
+        self.inner.set_notifier(Arc::new(waker.token(token)));
+    }
+
+    fn start_handshake(&self) {
+        self.inner.start_handshake();
+    }
+
+    /// True once established, False while pending; raises the failure otherwise.
+    fn handshake_done(&self) -> PyResult<bool> {
+        match self.inner.progress() {
+            Progress::Pending => Ok(false),
+            Progress::Established => Ok(true),
+            ended_progress => Err(ended(&ended_progress)),
+        }
+    }
+
+    /// True if sent, False if the socket is backed up (wait and retry).
+    fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<bool> {
+        match py.detach(|| self.inner.send(data)) {
+            Ok(Sent::Done) => Ok(true),
+            Ok(Sent::Busy) => Ok(false),
+            Err(e) => Err(send_error(e)),
+        }
+    }
+
+    /// The next message, or None if none is queued; raises once no message can come.
+    fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        match self.inner.try_recv() {
+            Received::Message(m) => Ok(Some(PyBytes::new(py, &m))),
+            Received::Empty if self.inner.progress() == Progress::Pending => {
+                Err(DTLSError::new_err(
+                    "recv(): the handshake has not completed; await handshake() first",
+                ))
+            }
+            Received::Empty => Ok(None),
+            Received::Ended(progress) => Err(ended(&progress)),
+        }
+    }
+
+    fn close(&self, py: Python<'_>) {
+        py.detach(|| self.inner.close());
+    }
+
+    #[getter]
+    fn peer_node_id(&self) -> Option<String> {
+        self.inner
+            .with_engine(|e| e.peer_node_id().map(str::to_owned))
+    }
+
+    #[getter]
+    fn peer_certificate<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.inner
+            .with_engine(|e| e.peer_certificate().map(|der| PyBytes::new(py, der)))
+    }
+
+    #[getter]
+    fn cipher(&self) -> Option<&'static str> {
+        self.inner.with_engine(Engine::cipher)
+    }
+
+    #[getter]
+    fn protocol_version(&self) -> Option<&'static str> {
+        self.inner.with_engine(Engine::protocol_version)
+    }
+
+    #[getter]
+    fn role(&self) -> &'static str {
+        self.role.as_str()
+    }
+
+    #[getter]
+    fn local_address(&self) -> (String, u16) {
+        let a = self.inner.local_address();
+        (a.ip().to_string(), a.port())
+    }
+
+    #[getter]
+    fn remote_address(&self) -> (String, u16) {
+        let a = self.inner.remote_address();
+        (a.ip().to_string(), a.port())
+    }
+
+    #[getter]
+    fn max_message_size(&self) -> usize {
+        self.inner.with_engine(Engine::max_message_size)
+    }
+
+    #[getter]
+    fn is_established(&self) -> bool {
+        self.inner.progress() == Progress::Established
+    }
+
+    /// Counters as a dict (see the README for each key).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let e = &s.engine;
+        let d = PyDict::new(py);
+        d.set_item("datagrams_in", e.datagrams_in)?;
+        d.set_item("bytes_in", e.bytes_in)?;
+        d.set_item("datagrams_out", e.datagrams_out)?;
+        d.set_item("bytes_out", e.bytes_out)?;
+        d.set_item("messages_in", e.messages_in)?;
+        d.set_item("messages_out", e.messages_out)?;
+        d.set_item("retransmissions", e.retransmissions)?;
+        d.set_item("send_errors", s.send_errors)?;
+        d.set_item(
+            "handshake_duration",
+            e.handshake_duration.map(|t| t.as_secs_f64()),
+        )?;
+        let dropped = PyDict::new(py);
+        dropped.set_item("not_dtls", e.dropped_not_dtls)?;
+        dropped.set_item("invalid", e.dropped_invalid)?;
+        dropped.set_item("early", e.dropped_early)?;
+        dropped.set_item("after_close", e.dropped_after_close)?;
+        dropped.set_item("wrong_source", s.dropped_wrong_source)?;
+        dropped.set_item("queue_full", s.dropped_queue_full)?;
+        d.set_item("dropped", dropped)?;
+        Ok(d)
+    }
+}
