@@ -1,11 +1,16 @@
 """Stubs for the Rust extension module (checked with mypy.stubtest)."""
 
 import os
-from typing import Any, Union
+from typing import Any, final
 
-_Path = Union[str, os.PathLike[str]]
-_Pem = Union[str, bytes, bytearray]
+from typing_extensions import TypeAlias
 
+__all__ = ["Connection", "Identity", "Waker", "node_id_from_certificate"]
+
+_Path: TypeAlias = str | os.PathLike[str]
+_Pem: TypeAlias = str | bytes | bytearray
+
+@final
 class Identity:
     @staticmethod
     def generate() -> Identity: ...
@@ -22,16 +27,18 @@ class Identity:
     def certificate_pem(self) -> str: ...
     @property
     def certificate_der(self) -> bytes: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 def node_id_from_certificate(pem_or_der: _Pem) -> str: ...
 
+@final
 class Waker:
     def __new__(cls) -> Waker: ...
     def fileno(self) -> int: ...
     def drain(self) -> list[int]: ...
 
+@final
 class Connection:
     def __new__(
         cls,

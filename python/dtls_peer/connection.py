@@ -118,7 +118,17 @@ class DTLSPeerConnection:
         fd = _take_socket(sock)
         try:
             self._native = _native.Connection(
-                fd, host, port, identity, expected_node_id, resolved_role, mtu, timeout, rto, ciphers, queue_size
+                fd,
+                host,
+                port,
+                identity,
+                expected_node_id,
+                resolved_role,
+                mtu,
+                timeout,
+                rto,
+                ciphers,
+                queue_size,
             )
         except BaseException:
             os.close(fd)

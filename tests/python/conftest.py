@@ -1,0 +1,166 @@
+"""Shared fixtures: identities, loopback UDP sockets (IPv4 and IPv6) and handshaken connection pairs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pytest
+
+from dtls_peer import DTLSPeerConnection, Identity
+
+LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
+
+# Generous bound for anything that should take milliseconds on loopback.
+STEP_TIMEOUT = 10.0
+
+ALLOWED_CIPHERS = {
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+}
+
+
+def address(sock: socket.socket) -> tuple[str, int]:
+    """The (host, port) a bound socket listens on, without IPv6 flow info and scope."""
+    name = sock.getsockname()
+    return str(name[0]), int(name[1])
+
+
+async def wait_until(predicate: Callable[[], bool], what: str, timeout: float = STEP_TIMEOUT) -> None:
+    """Polls ``predicate`` until it holds; fails the test after ``timeout`` seconds."""
+    interval = 0.002
+    for _ in range(int(timeout / interval) + 1):
+        if predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+async def recv_within(conn: DTLSPeerConnection, timeout: float = STEP_TIMEOUT) -> bytes:
+    return await asyncio.wait_for(conn.recv(), timeout)
+
+
+async def handshake_all(*conns: DTLSPeerConnection, timeout: float = STEP_TIMEOUT) -> None:
+    await asyncio.wait_for(asyncio.gather(*(c.handshake() for c in conns)), timeout)
+
+
+@dataclass
+class Pair:
+    """Two connections to each other over two loopback sockets (a uses identity_a)."""
+
+    a: DTLSPeerConnection
+    b: DTLSPeerConnection
+    sock_a: socket.socket
+    sock_b: socket.socket
+    identity_a: Identity
+    identity_b: Identity
+
+
+class UdpSocketFactory(Protocol):
+    def __call__(self, family: socket.AddressFamily) -> socket.socket: ...
+
+
+class UdpPairFactory(Protocol):
+    def __call__(self, family: socket.AddressFamily) -> tuple[socket.socket, socket.socket]: ...
+
+
+class ConnectionFactory(Protocol):
+    def __call__(
+        self, sock: Any, remote_addr: tuple[str, int], identity: Identity, **options: Any
+    ) -> DTLSPeerConnection: ...
+
+
+class PairFactory(Protocol):
+    def __call__(self, family: socket.AddressFamily, **options: Any) -> Pair: ...
+
+
+@pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
+def family(request: pytest.FixtureRequest) -> socket.AddressFamily:
+    return socket.AddressFamily(request.param)
+
+
+@pytest.fixture(scope="session")
+def identity_a() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture(scope="session")
+def identity_b() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture(scope="session")
+def identity_c() -> Identity:
+    return Identity.generate()
+
+
+@pytest.fixture
+def udp_socket() -> Iterator[UdpSocketFactory]:
+    """Binds UDP sockets on the loopback address of a family (port 0); closes them afterwards."""
+    created: list[socket.socket] = []
+
+    def make(family: socket.AddressFamily) -> socket.socket:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        created.append(sock)
+        sock.bind((LOOPBACK[family], 0))
+        return sock
+
+    yield make
+    for sock in created:
+        sock.close()
+
+
+@pytest.fixture
+def udp_pair(udp_socket: UdpSocketFactory) -> UdpPairFactory:
+    """Two bound loopback UDP sockets of one family, closed after the test."""
+
+    def make(family: socket.AddressFamily) -> tuple[socket.socket, socket.socket]:
+        return udp_socket(family), udp_socket(family)
+
+    return make
+
+
+@pytest.fixture
+def connection() -> Iterator[ConnectionFactory]:
+    """Creates DTLSPeerConnections and closes every one of them after the test."""
+    created: list[DTLSPeerConnection] = []
+
+    def make(
+        sock: Any, remote_addr: tuple[str, int], identity: Identity, **options: Any
+    ) -> DTLSPeerConnection:
+        conn = DTLSPeerConnection(sock, remote_addr, identity, **options)
+        created.append(conn)
+        return conn
+
+    yield make
+    for conn in created:
+        conn.close_nowait()
+
+
+@pytest.fixture
+def make_pair(
+    udp_pair: UdpPairFactory, connection: ConnectionFactory, identity_a: Identity, identity_b: Identity
+) -> PairFactory:
+    """Two not-yet-handshaken connections pinned to each other (role="auto" unless given)."""
+
+    def make(family: socket.AddressFamily, **options: Any) -> Pair:
+        sock_a, sock_b = udp_pair(family)
+        a = connection(sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, **options)
+        b = connection(sock_b, address(sock_a), identity_b, expected_node_id=identity_a.node_id, **options)
+        return Pair(a, b, sock_a, sock_b, identity_a, identity_b)
+
+    return make
+
+
+@pytest.fixture
+async def connected_pair(make_pair: PairFactory, family: socket.AddressFamily) -> AsyncIterator[Pair]:
+    """Two handshaken connections over loopback (IPv4 and IPv6); both closed afterwards."""
+    pair = make_pair(family)
+    await handshake_all(pair.a, pair.b)
+    yield pair
+    await pair.a.close()
+    await pair.b.close()
