@@ -97,6 +97,8 @@ pub fn runtime() -> &'static Runtime {
 
 struct Inner {
     engine: Engine,
+    /// Taken away on close, so the descriptor is released as soon as the task lets go.
+    socket: Option<Arc<UdpSocket>>,
     progress: Progress,
     inbox: VecDeque<Vec<u8>>,
     outbox: VecDeque<Vec<u8>>,
@@ -119,7 +121,6 @@ struct Peer {
 /// A DTLS connection to one peer, driven on the shared runtime.
 pub struct Connection {
     peer: Arc<Peer>,
-    socket: Arc<UdpSocket>,
     local: SocketAddr,
     remote: SocketAddr,
 }
@@ -144,6 +145,7 @@ impl Connection {
         let peer = Arc::new(Peer {
             inner: Mutex::new(Inner {
                 engine,
+                socket: Some(socket.clone()),
                 progress: Progress::Pending,
                 inbox: VecDeque::new(),
                 outbox: VecDeque::new(),
@@ -158,10 +160,9 @@ impl Connection {
             wake_task: tokio::sync::Notify::new(),
             wrong_source: AtomicU64::new(0),
         });
-        runtime().spawn(run(socket.clone(), peer.clone()));
+        runtime().spawn(run(socket, peer.clone()));
         Ok(Self {
             peer,
-            socket,
             local,
             remote,
         })
@@ -196,7 +197,7 @@ impl Connection {
             };
         }
         inner.engine.send(message)?;
-        self.peer.transmit(&self.socket, &mut inner);
+        self.peer.transmit(&mut inner);
         Ok(Sent::Done)
     }
 
@@ -218,9 +219,10 @@ impl Connection {
         {
             let mut inner = lock(&self.peer.inner);
             inner.engine.close();
-            self.peer.transmit(&self.socket, &mut inner);
+            self.peer.transmit(&mut inner);
             self.peer.absorb_events(&mut inner);
             inner.stopped = true;
+            inner.socket = None;
         }
         self.peer.wake_task.notify_one();
     }
@@ -254,7 +256,10 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // Dropped without close(): stop reading and free the socket, sending nothing.
-        lock(&self.peer.inner).stopped = true;
+        let mut inner = lock(&self.peer.inner);
+        inner.stopped = true;
+        inner.socket = None;
+        drop(inner);
         self.peer.wake_task.notify_one();
     }
 }
@@ -265,14 +270,18 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Peer {
     /// Sends what the engine produced, keeping order behind anything already waiting.
-    fn transmit(&self, socket: &UdpSocket, inner: &mut Inner) {
+    fn transmit(&self, inner: &mut Inner) {
         while let Some(datagram) = inner.engine.poll_transmit() {
             inner.outbox.push_back(datagram);
         }
-        self.flush(socket, inner);
+        self.flush(inner);
     }
 
-    fn flush(&self, socket: &UdpSocket, inner: &mut Inner) {
+    fn flush(&self, inner: &mut Inner) {
+        let Some(socket) = inner.socket.clone() else {
+            inner.outbox.clear();
+            return;
+        };
         while let Some(datagram) = inner.outbox.front() {
             let sent = if self.connected_socket {
                 socket.try_send(datagram)
@@ -339,7 +348,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                     match next {
                         Ok((n, from)) if socket::same_peer(from, peer.destination) => {
                             inner.engine.handle_datagram(Instant::now(), &buf[..n]);
-                            peer.transmit(&socket, &mut inner);
+                            peer.transmit(&mut inner);
                             changed |= peer.absorb_events(&mut inner);
                         }
                         Ok(_) => {
@@ -361,7 +370,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
             () = timer => {
                 let mut inner = lock(&peer.inner);
                 inner.engine.handle_timeout(Instant::now());
-                peer.transmit(&socket, &mut inner);
+                peer.transmit(&mut inner);
                 let changed = peer.absorb_events(&mut inner);
                 drop(inner);
                 if changed {
@@ -372,7 +381,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                 let mut inner = lock(&peer.inner);
                 if inner.start_requested && inner.engine.state() == State::Idle {
                     inner.engine.start(Instant::now());
-                    peer.transmit(&socket, &mut inner);
+                    peer.transmit(&mut inner);
                 }
                 let changed = peer.absorb_events(&mut inner);
                 drop(inner);
@@ -383,7 +392,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
             writable = socket.writable(), if want_write => {
                 if writable.is_ok() {
                     let mut inner = lock(&peer.inner);
-                    peer.flush(&socket, &mut inner);
+                    peer.flush(&mut inner);
                 }
                 // Senders waiting for outbox room may go on.
                 peer.notify();
