@@ -408,6 +408,10 @@ impl Engine {
         if why.contains("read timeout expired") {
             return HandshakeFailure::Timeout;
         }
+        // OpenSSL refuses a certificate-less peer before our verify callback runs.
+        if why.contains("peer did not return a certificate") {
+            return HandshakeFailure::PeerVerification(VerificationFailure::NoCertificate);
+        }
         HandshakeFailure::Protocol(why)
     }
 

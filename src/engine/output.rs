@@ -185,7 +185,7 @@ impl fmt::Display for HandshakeFailure {
                 "the peer aborted the handshake with alert {code} ({}){}",
                 alert_name(*code),
                 if matches!(code, 40 | 42 | 43 | 46 | 48) {
-                    "; it may have rejected our node ID"
+                    "; if the peer pins node IDs it may have rejected ours, otherwise check its ciphers and certificate"
                 } else {
                     ""
                 }
