@@ -90,8 +90,15 @@ pub enum ConfigError {
     Mtu(usize),
     /// `handshake_timeout` zero or over an hour.
     HandshakeTimeout(Duration),
-    /// Retransmission timeouts below the minimum, above the handshake timeout, or max < initial.
-    RetransmitTimeout(Duration),
+    /// `initial_retransmit_timeout` below the minimum or above `handshake_timeout`.
+    InitialRetransmitTimeout {
+        /// The value given.
+        value: Duration,
+        /// The largest allowed: the handshake timeout.
+        max: Duration,
+    },
+    /// `max_retransmit_timeout` below the initial timeout or above 60 s.
+    MaxRetransmitTimeout(Duration),
     /// A cipher list that is empty, repeats a suite, or names one outside the allowed family.
     Ciphers(String),
     /// OpenSSL refused to set up the context (message from OpenSSL).
@@ -107,10 +114,16 @@ impl fmt::Display for ConfigError {
                 "handshake_timeout must be more than 0 and at most 3600 seconds, got {}",
                 d.as_secs_f64()
             ),
-            Self::RetransmitTimeout(d) => write!(
+            Self::InitialRetransmitTimeout { value, max } => write!(
                 f,
-                "initial_retransmit_timeout must be at least {} seconds and at most handshake_timeout, got {}",
+                "initial_retransmit_timeout must be between {} and {} seconds (handshake_timeout), got {}",
                 MIN_RETRANSMIT_TIMEOUT.as_secs_f64(),
+                max.as_secs_f64(),
+                value.as_secs_f64()
+            ),
+            Self::MaxRetransmitTimeout(d) => write!(
+                f,
+                "max_retransmit_timeout must be between initial_retransmit_timeout and 60 seconds, got {}",
                 d.as_secs_f64()
             ),
             Self::Ciphers(why) => write!(
@@ -136,12 +149,15 @@ impl Config {
         }
         let initial = self.initial_retransmit_timeout;
         if initial < MIN_RETRANSMIT_TIMEOUT || initial > self.handshake_timeout {
-            return Err(ConfigError::RetransmitTimeout(initial));
+            return Err(ConfigError::InitialRetransmitTimeout {
+                value: initial,
+                max: self.handshake_timeout,
+            });
         }
         // OpenSSL's own cap is 60 s; a cap below the start would never let the timer grow.
         let max = self.max_retransmit_timeout;
         if max < initial || max > Duration::from_secs(60) {
-            return Err(ConfigError::RetransmitTimeout(max));
+            return Err(ConfigError::MaxRetransmitTimeout(max));
         }
         validate_ciphers(&self.ciphers)
     }
@@ -202,10 +218,7 @@ mod tests {
             "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256",
             "ECDHE-ECDSA-AES128-GCM-SHA256:",
         ] {
-            assert!(
-                matches!(ok(bad), Err(ConfigError::Ciphers(_))),
-                "{bad:?} accepted"
-            );
+            assert!(matches!(ok(bad), Err(ConfigError::Ciphers(_))), "{bad:?} accepted");
         }
     }
 
@@ -241,7 +254,10 @@ mod tests {
                 ..base.clone()
             }
             .validate(),
-            Err(ConfigError::RetransmitTimeout(fast))
+            Err(ConfigError::InitialRetransmitTimeout {
+                value: fast,
+                max: Duration::from_secs(10)
+            })
         );
         let long = Duration::from_secs(20);
         assert!(Config {

@@ -104,12 +104,7 @@ impl Identity {
     /// Writes the certificate (PEM, 0644) and key (PKCS#8 PEM, 0600). Each file is replaced
     /// atomically, and the key is never readable by others, even briefly. Without `overwrite`,
     /// an existing target yields [`IdentityError::Exists`] and nothing is written.
-    pub fn save(
-        &self,
-        cert_path: &Path,
-        key_path: &Path,
-        overwrite: bool,
-    ) -> Result<(), IdentityError> {
+    pub fn save(&self, cert_path: &Path, key_path: &Path, overwrite: bool) -> Result<(), IdentityError> {
         if cert_path == key_path {
             let msg = "certificate and key paths must be different";
             return Err(IdentityError::Io(format!("{}: {msg}", key_path.display())));
@@ -121,10 +116,7 @@ impl Identity {
         if let (false, Some(p)) = (overwrite, existing) {
             return Err(IdentityError::Exists(p.display().to_string()));
         }
-        let key_pem = self
-            .key
-            .private_key_to_pem_pkcs8()
-            .map_err(invalid("encoding key"))?;
+        let key_pem = self.key.private_key_to_pem_pkcs8().map_err(invalid("encoding key"))?;
         // Both temp files are complete before either rename, which shrinks the window for
         // leaving a new key beside an old certificate to the gap between two renames.
         let key_tmp = write_temp(key_path, &key_pem, 0o600)?;
@@ -156,11 +148,7 @@ impl Identity {
     /// SHA-256 of the certificate DER as uppercase colon-separated hex ("AB:CD:...").
     pub fn fingerprint(&self) -> String {
         let hex = sha256_hex(&self.cert_der).to_ascii_uppercase();
-        let pairs: Vec<_> = hex
-            .as_bytes()
-            .chunks(2)
-            .map(String::from_utf8_lossy)
-            .collect();
+        let pairs: Vec<_> = hex.as_bytes().chunks(2).map(String::from_utf8_lossy).collect();
         pairs.join(":")
     }
 
@@ -187,10 +175,7 @@ impl Identity {
     fn assemble(cert: X509, key: PKey<Private>) -> Result<Self, IdentityError> {
         let curve = key.ec_key().ok().and_then(|ec| ec.group().curve_name());
         if curve != Some(Nid::X9_62_PRIME256V1) {
-            let name = |n: Nid| {
-                n.long_name()
-                    .map_or(format!("NID {}", n.as_raw()), str::to_owned)
-            };
+            let name = |n: Nid| n.long_name().map_or(format!("NID {}", n.as_raw()), str::to_owned);
             let found = match (key.id(), curve) {
                 (Id::EC, Some(c)) => format!("EC {}", name(c)),
                 (Id::EC, None) => "EC with explicit curve parameters".to_owned(),
@@ -312,9 +297,7 @@ fn self_signed(key: &PKeyRef<Private>, common_name: &str) -> Result<X509, ErrorS
     // MSB forced to one: always exactly 128 bits, never zero.
     serial.rand(128, MsbOption::ONE, false)?;
     let serial = serial.to_asn1_integer()?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // Only an absurd clock overflows time_t; the epoch is then a harmless lower bound.
     let not_before = Asn1Time::from_unix(now.saturating_sub(3600).try_into().unwrap_or(0))?;
     let not_after = Asn1Time::days_from_now(3650)?;
@@ -338,10 +321,7 @@ fn parse_spki(der: &[u8]) -> Result<&[u8], String> {
 
 /// Lowercase hex SHA-256; the single definition of how node IDs are spelled.
 fn sha256_hex(data: &[u8]) -> String {
-    openssl::sha::sha256(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    openssl::sha::sha256(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Names an OID via OpenSSL's table, which knows more curves than x509-parser's registry.
@@ -399,18 +379,13 @@ mod tests {
     /// `None` means RSA-2048, `Some(curve)` an EC key on that curve.
     fn key_of(curve: Option<Nid>) -> PKey<Private> {
         match curve {
-            Some(n) => {
-                PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(n).unwrap()).unwrap())
-            }
+            Some(n) => PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(n).unwrap()).unwrap()),
             None => PKey::from_rsa(Rsa::generate(2048).unwrap()),
         }
         .unwrap()
     }
 
-    const WRONG_KEYS: [(Option<Nid>, &str); 2] = [
-        (None, "rsaEncryption"),
-        (Some(Nid::SECP384R1), "EC secp384r1"),
-    ];
+    const WRONG_KEYS: [(Option<Nid>, &str); 2] = [(None, "rsaEncryption"), (Some(Nid::SECP384R1), "EC secp384r1")];
 
     #[test]
     fn generate_gives_consistent_node_id() {
@@ -426,10 +401,7 @@ mod tests {
         let spki = id.private_key().public_key_to_der().unwrap();
         assert_eq!(sha256_hex(&spki), n);
         assert_eq!(id.certificate().version(), 2);
-        assert_eq!(
-            format!("{id:?}"),
-            format!("Identity {{ node_id: {n:?}, .. }}")
-        );
+        assert_eq!(format!("{id:?}"), format!("Identity {{ node_id: {n:?}, .. }}"));
     }
 
     #[test]
@@ -467,9 +439,7 @@ mod tests {
         assert!(matches!(r, Err(IdentityError::InvalidPem(_))), "{r:?}");
         // Encrypted keys must fail cleanly rather than prompt for a passphrase.
         let cipher = Cipher::aes_256_cbc();
-        let enc = a
-            .private_key()
-            .private_key_to_pem_pkcs8_passphrase(cipher, b"pw");
+        let enc = a.private_key().private_key_to_pem_pkcs8_passphrase(cipher, b"pw");
         let r = Identity::from_pem(a_cert.as_bytes(), &enc.unwrap());
         assert!(matches!(r, Err(IdentityError::InvalidPem(_))), "{r:?}");
     }
@@ -516,12 +486,7 @@ mod tests {
             assert_eq!(parse_node_id(&ok).unwrap(), lower);
         }
         let short = "ab".repeat(31);
-        let bad = [
-            short.clone(),
-            format!(" {lower}"),
-            format!("{short}zz"),
-            "é".repeat(32),
-        ];
+        let bad = [short.clone(), format!(" {lower}"), format!("{short}zz"), "é".repeat(32)];
         for text in bad {
             assert!(parse_node_id(&text).is_err(), "{text}");
         }
@@ -562,11 +527,7 @@ mod tests {
         assert_eq!(read_both(), before);
         other.save(&cert, &key, true).unwrap();
         assert_eq!(load(), other.node_id());
-        assert_eq!(
-            fs::read_dir(&dir).unwrap().count(),
-            2,
-            "temp files left behind"
-        );
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 2, "temp files left behind");
         let r = Identity::load(&cert, &dir.join("missing.key"));
         assert!(
             matches!(r, Err(IdentityError::Io(ref s)) if s.contains("missing.key")),

@@ -15,9 +15,7 @@ mod pin;
 mod policy;
 
 pub use config::{Config, ConfigError, Role};
-pub use engine::{
-    CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure,
-};
+pub use engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
 pub use identity::{Identity, IdentityError};
 
 #[cfg(feature = "python")]

@@ -27,22 +27,17 @@ impl Pin {
 
     /// The peer's node ID once its certificate passed, or why it did not.
     pub(crate) fn verdict(&self) -> Option<Result<String, VerificationFailure>> {
-        self.verdict
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.verdict.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Judges a leaf certificate given as DER.
     pub(crate) fn judge(&self, der: &[u8]) -> Result<String, VerificationFailure> {
         let peer = inspect_peer_certificate(der).map_err(VerificationFailure::Certificate)?;
         match &self.expected {
-            Some(expected) if *expected != peer.node_id => {
-                Err(VerificationFailure::NodeIdMismatch {
-                    expected: expected.clone(),
-                    actual: peer.node_id,
-                })
-            }
+            Some(expected) if *expected != peer.node_id => Err(VerificationFailure::NodeIdMismatch {
+                expected: expected.clone(),
+                actual: peer.node_id,
+            }),
             _ => Ok(peer.node_id),
         }
     }

@@ -1,8 +1,6 @@
 //! The OpenSSL context every connection uses: the security posture in one place.
 
-use openssl::ssl::{
-    SslContext, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode, SslVersion,
-};
+use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode, SslVersion};
 
 use crate::config::{Config, ConfigError};
 use crate::identity::Identity;
@@ -17,10 +15,8 @@ const SIGALGS: &str = "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512";
 pub(crate) fn context(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError> {
     let openssl = |e: openssl::error::ErrorStack| ConfigError::OpenSsl(e.to_string());
     let mut b = SslContextBuilder::new(SslMethod::dtls()).map_err(openssl)?;
-    b.set_min_proto_version(Some(SslVersion::DTLS1_2))
-        .map_err(openssl)?;
-    b.set_max_proto_version(Some(SslVersion::DTLS1_2))
-        .map_err(openssl)?;
+    b.set_min_proto_version(Some(SslVersion::DTLS1_2)).map_err(openssl)?;
+    b.set_max_proto_version(Some(SslVersion::DTLS1_2)).map_err(openssl)?;
     b.set_cipher_list(&config.ciphers)
         .map_err(|e| ConfigError::Ciphers(e.to_string()))?;
     b.set_groups_list(GROUPS).map_err(openssl)?;

@@ -17,14 +17,21 @@ SocketLike = Union[socket.socket, int, asyncio.DatagramTransport]
 BytesLike = Union[bytes, bytearray, memoryview]
 
 DEFAULT_RECEIVE_QUEUE_SIZE = 1024
+MAX_RECEIVE_QUEUE_SIZE = 1 << 20
+# The same bounds the engine enforces; checked here too so no value overflows on the way in.
+MIN_MTU, MAX_MTU = 256, 65_507
 
 
 def _take_socket(sock: object) -> int:
     """A duplicate descriptor of ``sock`` for the connection to own."""
-    if isinstance(sock, asyncio.DatagramTransport):
+    # Selector-based datagram transports do not subclass DatagramTransport; accept any
+    # transport that carries a datagram socket.
+    if isinstance(sock, asyncio.BaseTransport):
         inner = sock.get_extra_info("socket")
-        if inner is None:
-            raise ValueError("the DatagramTransport has no socket (is it closed?)")
+        if inner is None or inner.fileno() < 0:
+            raise ValueError("the transport has no open socket (is it closed?)")
+        if inner.type != socket.SOCK_DGRAM:
+            raise ValueError(f"the transport's socket must be UDP (SOCK_DGRAM), not {inner.type!r}")
         fd = os.dup(inner.fileno())
         # The transport must stop reading now, or it would steal the peer's datagrams.
         sock.close()
@@ -71,9 +78,11 @@ def _number(name: str, value: object) -> float:
     return float(value)
 
 
-def _integer(name: str, value: object) -> int:
+def _integer(name: str, value: object, low: int, high: int, unit: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}{unit}, got {value}")
     return value
 
 
@@ -108,31 +117,26 @@ class DTLSPeerConnection:
         if ciphers is not None and not isinstance(ciphers, str):
             raise TypeError(f"ciphers must be str or None, not {type(ciphers).__name__}")
         host, port = _parse_remote(remote_addr)
-        mtu = _integer("mtu", mtu)
-        queue_size = _integer("receive_queue_size", receive_queue_size)
-        if queue_size < 1:
-            raise ValueError(f"receive_queue_size must be at least 1, not {queue_size}")
+        mtu = _integer("mtu", mtu, MIN_MTU, MAX_MTU, " bytes")
+        queue_size = _integer("receive_queue_size", receive_queue_size, 1, MAX_RECEIVE_QUEUE_SIZE)
         timeout = _number("handshake_timeout", handshake_timeout)
         rto = _number("initial_retransmit_timeout", initial_retransmit_timeout)
         resolved_role = self._resolve_role(role, identity, expected_node_id)
         fd = _take_socket(sock)
-        try:
-            self._native = _native.Connection(
-                fd,
-                host,
-                port,
-                identity,
-                expected_node_id,
-                resolved_role,
-                mtu,
-                timeout,
-                rto,
-                ciphers,
-                queue_size,
-            )
-        except BaseException:
-            os.close(fd)
-            raise
+        # The native constructor owns `fd` from its first line, even when it raises.
+        self._native = _native.Connection(
+            fd,
+            host,
+            port,
+            identity,
+            expected_node_id,
+            resolved_role,
+            mtu,
+            timeout,
+            rto,
+            ciphers,
+            queue_size,
+        )
         self._waiters: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waker: _wake.LoopWaker | None = None
@@ -141,6 +145,8 @@ class DTLSPeerConnection:
 
     @staticmethod
     def _resolve_role(role: object, identity: _native.Identity, expected_node_id: str | None) -> str:
+        if not isinstance(role, str):
+            raise TypeError(f"role must be a str ('auto', 'client' or 'server'), not {type(role).__name__}")
         if role not in ("auto", "client", "server"):
             raise ValueError(f"role must be 'auto', 'client' or 'server', not {role!r}")
         if role != "auto":
@@ -307,6 +313,8 @@ class DTLSPeerConnection:
         return self._native.stats()
 
     def __repr__(self) -> str:
+        if not hasattr(self, "_closed"):
+            return "<DTLSPeerConnection (not constructed)>"
         if self._closed:
             state = "closed"
         elif self._native.is_established:

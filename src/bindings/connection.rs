@@ -28,16 +28,13 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value)
         .ok()
         .filter(|d| !d.is_zero())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "{name} must be a positive number of seconds, got {value}"
-            ))
-        })
+        .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive number of seconds, got {value}")))
 }
 
 #[pymethods]
 impl Connection {
-    /// `fd` is a descriptor this object now owns (a duplicate of the application's socket).
+    /// `fd` is a descriptor this object takes over (a duplicate of the application's socket),
+    /// even when it raises.
     #[new]
     #[pyo3(signature = (fd, host, port, identity, expected_node_id, role, mtu, handshake_timeout,
         initial_retransmit_timeout, ciphers, receive_queue_size))]
@@ -55,11 +52,11 @@ impl Connection {
         ciphers: Option<String>,
         receive_queue_size: usize,
     ) -> PyResult<Self> {
-        let ip: IpAddr = host.parse().map_err(|_| {
-            PyValueError::new_err(format!(
-                "remote host must be an IP address literal, got {host:?}"
-            ))
-        })?;
+        // Owned from here on: closed exactly once, on every error path too.
+        let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let ip: IpAddr = host
+            .parse()
+            .map_err(|_| PyValueError::new_err(format!("remote host must be an IP address literal, got {host:?}")))?;
         let expected = expected_node_id
             .map(parse_node_id)
             .transpose()
@@ -73,27 +70,19 @@ impl Connection {
                 )))
             }
         };
+        let initial_retransmit_timeout = seconds("initial_retransmit_timeout", initial_retransmit_timeout)?;
         let config = Config {
             mtu,
             handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
-            initial_retransmit_timeout: seconds(
-                "initial_retransmit_timeout",
-                initial_retransmit_timeout,
-            )?,
+            initial_retransmit_timeout,
+            // The cap is not exposed; it never undercuts a longer initial timeout.
+            max_retransmit_timeout: Config::default().max_retransmit_timeout.max(initial_retransmit_timeout),
             ciphers: ciphers.unwrap_or_else(|| crate::config::DEFAULT_CIPHERS.to_owned()),
-            ..Config::default()
         };
         let engine = Engine::new(role, &identity.0, expected, config).map_err(config_error)?;
-        // Take ownership of the descriptor only once everything else is known to be valid.
-        let socket =
-            driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let inner = driver::Connection::spawn(
-            socket,
-            SocketAddr::new(ip, port),
-            engine,
-            receive_queue_size,
-        )
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let inner = driver::Connection::spawn(socket, SocketAddr::new(ip, port), engine, receive_queue_size)
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Self { inner, role })
     }
 
@@ -128,11 +117,9 @@ impl Connection {
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         match self.inner.try_recv() {
             Received::Message(m) => Ok(Some(PyBytes::new(py, &m))),
-            Received::Empty if self.inner.progress() == Progress::Pending => {
-                Err(DTLSError::new_err(
-                    "recv(): the handshake has not completed; await handshake() first",
-                ))
-            }
+            Received::Empty if self.inner.progress() == Progress::Pending => Err(DTLSError::new_err(
+                "recv(): the handshake has not completed; await handshake() first",
+            )),
             Received::Empty => Ok(None),
             Received::Ended(progress) => Err(ended(&progress)),
         }
@@ -144,8 +131,7 @@ impl Connection {
 
     #[getter]
     fn peer_node_id(&self) -> Option<String> {
-        self.inner
-            .with_engine(|e| e.peer_node_id().map(str::to_owned))
+        self.inner.with_engine(|e| e.peer_node_id().map(str::to_owned))
     }
 
     #[getter]
@@ -204,10 +190,7 @@ impl Connection {
         d.set_item("messages_out", e.messages_out)?;
         d.set_item("retransmissions", e.retransmissions)?;
         d.set_item("send_errors", s.send_errors)?;
-        d.set_item(
-            "handshake_duration",
-            e.handshake_duration.map(|t| t.as_secs_f64()),
-        )?;
+        d.set_item("handshake_duration", e.handshake_duration.map(|t| t.as_secs_f64()))?;
         let dropped = PyDict::new(py);
         dropped.set_item("not_dtls", e.dropped_not_dtls)?;
         dropped.set_item("invalid", e.dropped_invalid)?;

@@ -19,9 +19,9 @@ pub(crate) fn identity_error(e: IdentityError) -> PyErr {
     match e {
         IdentityError::Io(_) => PyOSError::new_err(e.to_string()),
         IdentityError::Exists(_) => PyFileExistsError::new_err(e.to_string()),
-        IdentityError::InvalidPem(_)
-        | IdentityError::UnsupportedKey(_)
-        | IdentityError::KeyMismatch => PyValueError::new_err(e.to_string()),
+        IdentityError::InvalidPem(_) | IdentityError::UnsupportedKey(_) | IdentityError::KeyMismatch => {
+            PyValueError::new_err(e.to_string())
+        }
     }
 }
 
@@ -41,9 +41,7 @@ pub(crate) fn send_error(e: SendError) -> PyErr {
 /// The exception for a handshake or session that can no longer carry messages.
 pub(crate) fn ended(progress: &Progress) -> PyErr {
     match progress {
-        Progress::Pending | Progress::Established => {
-            DTLSError::new_err("internal: connection has not ended")
-        }
+        Progress::Pending | Progress::Established => DTLSError::new_err("internal: connection has not ended"),
         Progress::Closed(reason) => ConnectionClosed::new_err(reason.to_string()),
         Progress::Failed(failure) => handshake_failure(failure),
     }
@@ -53,18 +51,13 @@ fn handshake_failure(failure: &HandshakeFailure) -> PyErr {
     let message = failure.to_string();
     match failure {
         HandshakeFailure::Timeout => HandshakeTimeout::new_err(message),
-        HandshakeFailure::PeerVerification(VerificationFailure::NodeIdMismatch {
-            expected,
-            actual,
-        }) => {
+        HandshakeFailure::PeerVerification(VerificationFailure::NodeIdMismatch { expected, actual }) => {
             PeerVerificationError::new_err((message, Some(expected.clone()), Some(actual.clone())))
         }
         HandshakeFailure::PeerVerification(_) => {
             PeerVerificationError::new_err((message, None::<String>, None::<String>))
         }
         HandshakeFailure::Closed => ConnectionClosed::new_err(message),
-        HandshakeFailure::AlertReceived(_) | HandshakeFailure::Protocol(_) => {
-            HandshakeError::new_err(message)
-        }
+        HandshakeFailure::AlertReceived(_) | HandshakeFailure::Protocol(_) => HandshakeError::new_err(message),
     }
 }

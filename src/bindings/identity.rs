@@ -22,12 +22,9 @@ fn pem_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     if let Ok(b) = value.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }
-    value.extract::<Vec<u8>>().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "{what} must be str or bytes, not {}",
-            type_name(value)
-        ))
-    })
+    value
+        .extract::<Vec<u8>>()
+        .map_err(|_| PyTypeError::new_err(format!("{what} must be str or bytes, not {}", type_name(value))))
 }
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {
@@ -69,9 +66,7 @@ impl Identity {
     /// Writes the certificate and the key (mode 0600); refuses to replace files unless asked.
     #[pyo3(signature = (cert_path, key_path, overwrite = false))]
     fn save(&self, cert_path: PathBuf, key_path: PathBuf, overwrite: bool) -> PyResult<()> {
-        self.0
-            .save(&cert_path, &key_path, overwrite)
-            .map_err(identity_error)
+        self.0.save(&cert_path, &key_path, overwrite).map_err(identity_error)
     }
 
     /// 64 lowercase hex characters.

@@ -100,13 +100,7 @@ impl Waker {
             }
         }
         self.shared.signalled.store(false, Ordering::Release);
-        let ready = std::mem::take(
-            &mut *self
-                .shared
-                .ready
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let ready = std::mem::take(&mut *self.shared.ready.lock().unwrap_or_else(PoisonError::into_inner));
         ready
             .iter()
             .map(|r| {

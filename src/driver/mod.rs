@@ -19,7 +19,7 @@ use std::time::Instant;
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
 
-pub use socket::udp_socket_from_fd;
+pub use socket::{take_fd, udp_socket_from_fd};
 
 use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats};
 
@@ -161,11 +161,7 @@ impl Connection {
             wrong_source: AtomicU64::new(0),
         });
         runtime().spawn(run(socket, peer.clone()));
-        Ok(Self {
-            peer,
-            local,
-            remote,
-        })
+        Ok(Self { peer, local, remote })
     }
 
     /// Sets who is told about changes; notifies at once if anything is already waiting.
@@ -307,9 +303,7 @@ impl Peer {
                 Event::Connected => inner.progress = Progress::Established,
                 Event::HandshakeFailed(failure) => inner.progress = Progress::Failed(failure),
                 Event::Closed(reason) => inner.progress = Progress::Closed(reason),
-                Event::Message(message) if inner.inbox.len() < self.inbox_limit => {
-                    inner.inbox.push_back(message)
-                }
+                Event::Message(message) if inner.inbox.len() < self.inbox_limit => inner.inbox.push_back(message),
                 Event::Message(_) => inner.stats.dropped_queue_full += 1,
             }
         }
@@ -344,7 +338,13 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                 let mut inner = lock(&peer.inner);
                 let mut next = first;
                 let mut changed = false;
-                for _ in 0..RECV_BATCH {
+                for i in 0..RECV_BATCH {
+                    if i > 0 {
+                        next = socket.try_recv_from(&mut buf);
+                        if matches!(&next, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+                            break;
+                        }
+                    }
                     match next {
                         Ok((n, from)) if socket::same_peer(from, peer.destination) => {
                             inner.engine.handle_datagram(Instant::now(), &buf[..n]);
@@ -356,10 +356,6 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                         }
                         // ICMP errors surface here on some systems; UDP carries on.
                         Err(_) => {}
-                    }
-                    next = socket.try_recv_from(&mut buf);
-                    if matches!(&next, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-                        break;
                     }
                 }
                 drop(inner);

@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{ErrorCode, Ssl, SslStream};
 
-pub use output::{
-    alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure,
-};
+pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::identity::Identity;
@@ -186,8 +184,8 @@ impl Engine {
             TimeoutOutcome::Retransmitted => {}
             // The caller's clock ran ahead of OpenSSL's; follow OpenSSL's remaining time.
             TimeoutOutcome::NotDue => {
-                self.retransmit_at = timer::time_left(self.stream.ssl())
-                    .map(|left| now + left.max(Duration::from_millis(1)));
+                self.retransmit_at =
+                    timer::time_left(self.stream.ssl()).map(|left| now + left.max(Duration::from_millis(1)));
             }
             TimeoutOutcome::Failed => return self.fail(HandshakeFailure::Timeout),
         }
@@ -295,8 +293,7 @@ impl Engine {
 
     /// The negotiated cipher suite (OpenSSL name), once connected.
     pub fn cipher(&self) -> Option<&'static str> {
-        (self.state == State::Established)
-            .then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
+        (self.state == State::Established).then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
     }
 
     /// The negotiated protocol version ("DTLSv1.2"), once connected.
@@ -326,11 +323,7 @@ impl Engine {
     fn connected(&mut self, now: Instant) {
         // The verify callback decided during the handshake; this re-check only guards against
         // OpenSSL skipping it, which would otherwise let an unverified peer through.
-        let der = self
-            .stream
-            .ssl()
-            .peer_certificate()
-            .and_then(|c| c.to_der().ok());
+        let der = self.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
         let verdict = match (&der, self.pin.verdict()) {
             (None, _) => Err(VerificationFailure::NoCertificate),
             (Some(der), Some(Ok(_)) | None) => self.pin.judge(der),
@@ -342,8 +335,7 @@ impl Engine {
                 self.peer_certificate = der;
                 self.state = State::Established;
                 self.retransmit_at = None;
-                self.stats.handshake_duration =
-                    self.started_at.map(|t| now.saturating_duration_since(t));
+                self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
                 self.events.push_back(Event::Connected);
                 // Records that arrived with the final flight.
                 self.read_records();
@@ -364,8 +356,7 @@ impl Engine {
                 Ok(n) => {
                     delivered += 1;
                     self.stats.messages_in += 1;
-                    self.events
-                        .push_back(Event::Message(self.read_buf[..n].to_vec()));
+                    self.events.push_back(Event::Message(self.read_buf[..n].to_vec()));
                 }
                 Err(e) if e.code() == ErrorCode::WANT_READ => break,
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {

@@ -162,9 +162,7 @@ impl fmt::Display for VerificationFailure {
                     "peer node ID mismatch: expected {expected}, the peer presented {actual}"
                 )
             }
-            Self::Certificate(CertificateProblem::Malformed) => {
-                f.write_str("the peer's certificate is malformed")
-            }
+            Self::Certificate(CertificateProblem::Malformed) => f.write_str("the peer's certificate is malformed"),
             Self::Certificate(CertificateProblem::WrongKeyType(found)) => {
                 write!(f, "the peer's certificate key is {found}, not ECDSA P-256")
             }
@@ -201,11 +199,7 @@ impl fmt::Display for CloseReason {
         match self {
             Self::PeerClosed => f.write_str("the peer closed the connection"),
             Self::LocalClose => f.write_str("the connection was closed"),
-            Self::AlertReceived(code) => write!(
-                f,
-                "the peer sent fatal alert {code} ({})",
-                alert_name(*code)
-            ),
+            Self::AlertReceived(code) => write!(f, "the peer sent fatal alert {code} ({})", alert_name(*code)),
             Self::Protocol(why) => write!(f, "the session failed: {why}"),
         }
     }
@@ -214,13 +208,14 @@ impl fmt::Display for CloseReason {
 impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NotEstablished => {
-                f.write_str("the handshake has not completed; await handshake() first")
-            }
+            Self::NotEstablished => f.write_str("the handshake has not completed; await handshake() first"),
             Self::Closed => f.write_str("the connection is closed"),
             Self::Empty => f.write_str("cannot send an empty message"),
             Self::TooLarge { size, max } => {
-                write!(f, "message of {size} bytes exceeds max_message_size {max} (one datagram per message)")
+                write!(
+                    f,
+                    "message of {size} bytes exceeds max_message_size {max} (one datagram per message)"
+                )
             }
         }
     }

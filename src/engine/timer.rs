@@ -103,10 +103,7 @@ pub(crate) fn install(ssl: &mut SslRef, state: Arc<TimerState>) {
 
 /// Whether OpenSSL's retransmission timer is running, and its wall-clock time left.
 pub(crate) fn time_left(ssl: &SslRef) -> Option<Duration> {
-    let mut tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 0,
-    };
+    let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
     // SAFETY: DTLS_CTRL_GET_TIMEOUT writes one `struct timeval` through the pointer.
     let running = unsafe {
         openssl_sys::SSL_ctrl(
@@ -136,14 +133,7 @@ pub(crate) enum TimeoutOutcome {
 /// Asks OpenSSL to retransmit the current flight if its timer has expired.
 pub(crate) fn handle_timeout(ssl: &SslRef) -> TimeoutOutcome {
     // SAFETY: DTLS_CTRL_HANDLE_TIMEOUT takes no argument.
-    let r: c_long = unsafe {
-        openssl_sys::SSL_ctrl(
-            ssl.as_ptr(),
-            DTLS_CTRL_HANDLE_TIMEOUT,
-            0,
-            std::ptr::null_mut(),
-        )
-    };
+    let r: c_long = unsafe { openssl_sys::SSL_ctrl(ssl.as_ptr(), DTLS_CTRL_HANDLE_TIMEOUT, 0, std::ptr::null_mut()) };
     match r {
         0 => TimeoutOutcome::NotDue,
         r if r > 0 => TimeoutOutcome::Retransmitted,

@@ -406,6 +406,84 @@ async def test_datagrams_from_the_peer_before_handshake_are_kept(
     assert await recv_within(server) == b"after an early ClientHello"
 
 
+@pytest.mark.parametrize("probes", [0, 64, 65, 130])
+async def test_datagrams_queued_before_the_connection_exists_are_all_read(
+    udp_pair: UdpPairFactory,
+    connection: ConnectionFactory,
+    identity_a: Identity,
+    identity_b: Identity,
+    family: socket.AddressFamily,
+    probes: int,
+) -> None:
+    """Hole-punching probes wait on the socket before it is upgraded; the peer's ClientHello queued
+    behind them must still be read, and every probe accounted for."""
+    sa, sb = udp_pair(family)
+    for i in range(probes):
+        sa.sendto(b"punch %d" % i, address(sb))
+    client = connection(
+        sa,
+        address(sb),
+        identity_a,
+        expected_node_id=identity_b.node_id,
+        role="client",
+        initial_retransmit_timeout=1.0,
+    )
+    client_task = asyncio.ensure_future(client.handshake())
+    try:
+        # Loopback delivers on send: once counted, the ClientHello waits behind the probes.
+        await wait_until(lambda: client.stats()["datagrams_out"] >= 1, "the ClientHello to be sent")
+        server = connection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id, role="server")
+        await asyncio.wait_for(asyncio.gather(server.handshake(), client_task), 4.0)
+    finally:
+        client_task.cancel()
+    assert client.stats()["retransmissions"] == 0
+    await client.send(b"after the probes")
+    assert await recv_within(server) == b"after the probes"
+    assert server.stats()["dropped"]["not_dtls"] == probes
+
+
+async def test_messages_beyond_the_receive_queue_are_dropped_and_counted(
+    make_pair: PairFactory, family: socket.AddressFamily
+) -> None:
+    pair = make_pair(family, receive_queue_size=4)
+    await handshake_all(pair.a, pair.b)
+    for i in range(10):
+        await pair.a.send(b"queued %d" % i)
+    await wait_until(lambda: pair.b.stats()["messages_in"] == 10, "all ten messages to be decrypted")
+    assert [await recv_within(pair.b) for _ in range(4)] == [b"queued %d" % i for i in range(4)]
+    assert pair.b.stats()["dropped"]["queue_full"] == 6
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(pair.b.recv(), 0.05)
+    await pair.a.send(b"room again")
+    assert await recv_within(pair.b) == b"room again"
+
+
+async def test_close_releases_the_port(
+    udp_socket: UdpSocketFactory,
+    connection: ConnectionFactory,
+    identity_a: Identity,
+    identity_b: Identity,
+    family: socket.AddressFamily,
+) -> None:
+    sock, peer = udp_socket(family), udp_socket(family)
+    local = address(sock)
+    conn = connection(sock, address(peer), identity_a, expected_node_id=identity_b.node_id)
+    sock.close()  # only the connection's duplicate holds the port now
+    await conn.close()
+
+    def port_is_free() -> bool:
+        probe = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            probe.bind(local)
+        except OSError:
+            return False
+        finally:
+            probe.close()
+        return True
+
+    await wait_until(port_is_free, "the closed connection to release its port")
+
+
 async def test_repr_shows_role_addresses_state_and_peer(
     make_pair: PairFactory, family: socket.AddressFamily
 ) -> None:

@@ -61,16 +61,11 @@ fn driver_runs_a_session_over_loopback() {
     stranger.send_to(b"hello?", b_addr).unwrap();
     b.start_handshake();
     a.start_handshake();
-    wait_for(&a_rx, || {
-        (a.progress() == Progress::Established).then_some(())
-    });
-    wait_for(&b_rx, || {
-        (b.progress() == Progress::Established).then_some(())
-    });
+    wait_for(&a_rx, || (a.progress() == Progress::Established).then_some(()));
+    wait_for(&b_rx, || (b.progress() == Progress::Established).then_some(()));
     assert_eq!(a.local_address(), a_addr);
     assert_eq!(
-        a.with_engine(|e| e.peer_node_id().map(str::to_owned))
-            .as_deref(),
+        a.with_engine(|e| e.peer_node_id().map(str::to_owned)).as_deref(),
         Some(b_id.node_id())
     );
 

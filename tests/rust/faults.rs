@@ -38,10 +38,7 @@ fn each_handshake_flight_lost_once_is_retransmitted() {
         p.client.send(b"after loss").unwrap();
         p.collect();
         p.flush();
-        assert_eq!(
-            Pair::messages(&p.server_events),
-            vec![b"after loss".to_vec()]
-        );
+        assert_eq!(Pair::messages(&p.server_events), vec![b"after loss".to_vec()]);
     }
 }
 
@@ -74,12 +71,7 @@ fn reordered_fragments_are_reassembled() {
         flight.reverse();
         flight
     });
-    assert!(
-        p.handshake(),
-        "{:?} / {:?}",
-        p.client_events,
-        p.server_events
-    );
+    assert!(p.handshake(), "{:?} / {:?}", p.client_events, p.server_events);
     assert!(p.sent_to_client.iter().all(|d| d.len() <= 300));
     assert!(p.sent_to_client.len() >= 4, "flights were not fragmented");
 }
@@ -89,15 +81,14 @@ fn reordered_flights_across_directions_complete() {
     // Hold the client's second flight back and deliver it behind its own retransmission.
     let held = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
     let h = held.clone();
-    let mut p =
-        Pair::new(fast_config()).with_script(move |dir, index, flight| match (dir, index) {
-            (Dir::ToServer, 1) => {
-                h.borrow_mut().extend(flight);
-                Vec::new()
-            }
-            (Dir::ToServer, 2) => flight.into_iter().chain(h.borrow_mut().drain(..)).collect(),
-            _ => flight,
-        });
+    let mut p = Pair::new(fast_config()).with_script(move |dir, index, flight| match (dir, index) {
+        (Dir::ToServer, 1) => {
+            h.borrow_mut().extend(flight);
+            Vec::new()
+        }
+        (Dir::ToServer, 2) => flight.into_iter().chain(h.borrow_mut().drain(..)).collect(),
+        _ => flight,
+    });
     assert!(p.handshake());
     assert!(held.borrow().is_empty());
 }
@@ -108,13 +99,7 @@ fn silent_peer_times_out_at_the_deadline() {
         handshake_timeout: Duration::from_millis(400),
         ..fast_config()
     };
-    let mut p = Pair::new(config).with_script(|dir, _, flight| {
-        if dir == Dir::ToServer {
-            Vec::new()
-        } else {
-            flight
-        }
-    });
+    let mut p = Pair::new(config).with_script(|dir, _, flight| if dir == Dir::ToServer { Vec::new() } else { flight });
     let started = Instant::now();
     p.start();
     assert!(p.drive_until(|p| p.client.state() == State::Failed));
@@ -123,16 +108,10 @@ fn silent_peer_times_out_at_the_deadline() {
         took >= Duration::from_millis(400) && took < Duration::from_secs(2),
         "took {took:?}"
     );
-    assert_eq!(
-        p.client_events,
-        vec![Event::HandshakeFailed(HandshakeFailure::Timeout)]
-    );
+    assert_eq!(p.client_events, vec![Event::HandshakeFailed(HandshakeFailure::Timeout)]);
     // 50, 100, 200 ms: the schedule doubles from the initial timeout.
     let retransmissions = p.client.stats().retransmissions;
-    assert!(
-        (2..=4).contains(&retransmissions),
-        "{retransmissions} retransmissions"
-    );
+    assert!((2..=4).contains(&retransmissions), "{retransmissions} retransmissions");
     assert_eq!(p.client.poll_timeout(), None);
 }
 

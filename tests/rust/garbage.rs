@@ -39,25 +39,15 @@ fn garbage_and_truncated_datagrams_do_not_break_a_session() {
     p.server.send(b"still here").unwrap();
     p.collect();
     p.flush();
-    assert_eq!(
-        Pair::messages(&p.client_events),
-        vec![b"still here".to_vec()]
-    );
+    assert_eq!(Pair::messages(&p.client_events), vec![b"still here".to_vec()]);
 }
 
 #[test]
 fn garbage_during_the_handshake_is_survived() {
     let mut p = Pair::new(Config::default()).with_script(|_, _, mut flight| {
         flight.insert(0, b"late hole punch".to_vec());
-        flight.push(vec![
-            23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4,
-        ]);
+        flight.push(vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 0, 0, 4, 1, 2, 3, 4]);
         flight
     });
-    assert!(
-        p.handshake(),
-        "{:?} / {:?}",
-        p.client_events,
-        p.server_events
-    );
+    assert!(p.handshake(), "{:?} / {:?}", p.client_events, p.server_events);
 }

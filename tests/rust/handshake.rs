@@ -17,10 +17,7 @@ fn pinned_handshake_completes_and_reports_peer() {
     assert_eq!(p.server.peer_node_id(), Some(p.client_id.node_id()));
     assert_eq!(p.client.cipher(), Some("ECDHE-ECDSA-AES128-GCM-SHA256"));
     assert_eq!(p.client.protocol_version(), Some("DTLSv1.2"));
-    assert_eq!(
-        p.client.peer_certificate(),
-        Some(&p.server_id.certificate_der()[..])
-    );
+    assert_eq!(p.client.peer_certificate(), Some(&p.server_id.certificate_der()[..]));
     assert_eq!(p.client.poll_timeout(), None, "no timer once established");
     // With mtu 1200 no handshake datagram is fragmented into tiny pieces, and none exceeds it.
     assert!(p
@@ -48,14 +45,8 @@ fn messages_flow_both_ways_in_order() {
     p.flush();
     let to_server = Pair::messages(&p.server_events);
     let to_client = Pair::messages(&p.client_events);
-    assert_eq!(
-        to_server,
-        (0..20u8).map(|i| vec![i; 100]).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        to_client,
-        (0..20u8).map(|i| vec![i + 100; 1163]).collect::<Vec<_>>()
-    );
+    assert_eq!(to_server, (0..20u8).map(|i| vec![i; 100]).collect::<Vec<_>>());
+    assert_eq!(to_client, (0..20u8).map(|i| vec![i + 100; 1163]).collect::<Vec<_>>());
     // Each message travels in exactly one datagram within the MTU.
     assert!(p.sent_to_client.iter().all(|d| d.len() <= 1200));
     assert_eq!(p.server.stats().messages_in, 20);
@@ -89,11 +80,7 @@ fn close_notify_ends_the_session_after_pending_messages() {
     assert_eq!(p.client.send(b"x"), Err(SendError::Closed));
     p.collect();
     p.flush();
-    let tail: Vec<_> = p
-        .server_events
-        .iter()
-        .skip_while(|e| **e == Event::Connected)
-        .collect();
+    let tail: Vec<_> = p.server_events.iter().skip_while(|e| **e == Event::Connected).collect();
     assert_eq!(
         tail,
         vec![
@@ -124,19 +111,14 @@ fn datagrams_before_start_are_kept() {
 
 #[test]
 fn other_cipher_choices_negotiate() {
-    for cipher in [
-        "ECDHE-ECDSA-CHACHA20-POLY1305",
-        "ECDHE-ECDSA-AES256-GCM-SHA384",
-    ] {
+    for cipher in ["ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-ECDSA-AES256-GCM-SHA384"] {
         let mut p = Pair::new(Config {
             ciphers: cipher.into(),
             ..Config::default()
         });
         assert!(p.handshake(), "{cipher}");
         assert_eq!(p.server.cipher(), Some(cipher));
-        p.client
-            .send(&vec![1; p.client.max_message_size()])
-            .unwrap();
+        p.client.send(&vec![1; p.client.max_message_size()]).unwrap();
         assert!(
             p.client.poll_transmit().unwrap().len() <= 1200,
             "{cipher} overflows the MTU"

@@ -1,9 +1,7 @@
 //! Guards the security promise: a peer with the wrong node ID is refused during the
 //! handshake, on either side, and no application byte reaches either application.
 
-use dtls_peer::{
-    Config, Engine, Event, HandshakeFailure, Identity, Role, State, VerificationFailure,
-};
+use dtls_peer::{Config, Engine, Event, HandshakeFailure, Identity, Role, State, VerificationFailure};
 
 use crate::common::Pair;
 
@@ -40,10 +38,7 @@ fn client_refuses_wrong_server() {
     p.flush();
     // The server learns through the fatal alert and never connects.
     assert!(
-        matches!(
-            failure(&p.server_events),
-            Some(HandshakeFailure::AlertReceived(_))
-        ),
+        matches!(failure(&p.server_events), Some(HandshakeFailure::AlertReceived(_))),
         "{:?}",
         p.server_events
     );
@@ -65,10 +60,7 @@ fn server_refuses_wrong_client_before_any_data() {
     p.flush();
     assert!(!p.server_events.contains(&Event::Connected));
     assert!(
-        matches!(
-            failure(&p.client_events),
-            Some(HandshakeFailure::AlertReceived(_))
-        ),
+        matches!(failure(&p.client_events), Some(HandshakeFailure::AlertReceived(_))),
         "{:?}",
         p.client_events
     );

@@ -10,9 +10,7 @@ use openssl::asn1::Asn1Time;
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::rsa::Rsa;
-use openssl::ssl::{
-    ErrorCode, Ssl, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVerifyMode, SslVersion,
-};
+use openssl::ssl::{ErrorCode, Ssl, SslContextBuilder, SslMethod, SslOptions, SslStream, SslVerifyMode, SslVersion};
 use openssl::x509::{X509Name, X509};
 
 #[derive(Default)]
@@ -56,10 +54,8 @@ fn rsa_identity() -> (X509, PKey<openssl::pkey::Private>) {
     b.set_subject_name(&name).unwrap();
     b.set_issuer_name(&name).unwrap();
     b.set_pubkey(&key).unwrap();
-    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
-        .unwrap();
-    b.set_not_after(&Asn1Time::days_from_now(30).unwrap())
-        .unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(30).unwrap()).unwrap();
     b.sign(&key, MessageDigest::sha256()).unwrap();
     (b.build(), key)
 }
@@ -111,10 +107,7 @@ fn against_raw_peer(role: Role, offer: Offer) -> (Vec<Event>, bool) {
             break;
         }
     }
-    (
-        events,
-        raw_connected && engine.state() == State::Established,
-    )
+    (events, raw_connected && engine.state() == State::Established)
 }
 
 fn refused(events: &[Event]) -> bool {
@@ -142,10 +135,7 @@ fn a_sane_raw_peer_connects_so_the_refusals_below_mean_something() {
             rsa: false,
         };
         let (events, connected) = against_raw_peer(role, offer);
-        assert!(
-            connected && events.contains(&Event::Connected),
-            "{role:?}: {events:?}"
-        );
+        assert!(connected && events.contains(&Event::Connected), "{role:?}: {events:?}");
     }
 }
 

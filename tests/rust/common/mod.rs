@@ -52,22 +52,11 @@ impl Pair {
             config.clone(),
         )
         .unwrap();
-        let server = Engine::new(
-            Role::Server,
-            &server_id,
-            Some(client_id.node_id().to_owned()),
-            config,
-        )
-        .unwrap();
+        let server = Engine::new(Role::Server, &server_id, Some(client_id.node_id().to_owned()), config).unwrap();
         Self::from_engines(client, server, client_id, server_id)
     }
 
-    pub fn from_engines(
-        client: Engine,
-        server: Engine,
-        client_id: Identity,
-        server_id: Identity,
-    ) -> Self {
+    pub fn from_engines(client: Engine, server: Engine, client_id: Identity, server_id: Identity) -> Self {
         Self {
             client,
             server,
@@ -84,10 +73,7 @@ impl Pair {
         }
     }
 
-    pub fn with_script(
-        mut self,
-        script: impl FnMut(Dir, usize, Vec<Vec<u8>>) -> Vec<Vec<u8>> + 'static,
-    ) -> Self {
+    pub fn with_script(mut self, script: impl FnMut(Dir, usize, Vec<Vec<u8>>) -> Vec<Vec<u8>> + 'static) -> Self {
         self.script = Box::new(script);
         self
     }
@@ -111,16 +97,8 @@ impl Pair {
                 continue;
             }
             let (log, queue, n) = match dir {
-                Dir::ToServer => (
-                    &mut self.sent_to_server,
-                    &mut self.to_server,
-                    &mut self.flights[0],
-                ),
-                Dir::ToClient => (
-                    &mut self.sent_to_client,
-                    &mut self.to_client,
-                    &mut self.flights[1],
-                ),
+                Dir::ToServer => (&mut self.sent_to_server, &mut self.to_server, &mut self.flights[0]),
+                Dir::ToClient => (&mut self.sent_to_client, &mut self.to_client, &mut self.flights[1]),
             };
             log.extend(flight.iter().cloned());
             let index = *n;
@@ -181,16 +159,13 @@ impl Pair {
     pub fn handshake(&mut self) -> bool {
         self.start();
         self.drive_until(|p| {
-            p.both_connected()
-                || p.client.state() == State::Failed
-                || p.server.state() == State::Failed
+            p.both_connected() || p.client.state() == State::Failed || p.server.state() == State::Failed
         });
         self.both_connected()
     }
 
     pub fn both_connected(&self) -> bool {
-        self.client_events.contains(&Event::Connected)
-            && self.server_events.contains(&Event::Connected)
+        self.client_events.contains(&Event::Connected) && self.server_events.contains(&Event::Connected)
     }
 
     /// Messages delivered so far to one side.
