@@ -12,7 +12,6 @@ mod socket;
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
@@ -115,7 +114,6 @@ struct Peer {
     inbox_limit: usize,
     notifier: Mutex<Option<Arc<dyn Notify>>>,
     wake_task: tokio::sync::Notify,
-    wrong_source: AtomicU64,
 }
 
 /// A DTLS connection to one peer, driven on the shared runtime.
@@ -158,7 +156,6 @@ impl Connection {
             inbox_limit: inbox_limit.max(1),
             notifier: Mutex::new(None),
             wake_task: tokio::sync::Notify::new(),
-            wrong_source: AtomicU64::new(0),
         });
         runtime().spawn(run(socket, peer.clone()));
         Ok(Self { peer, local, remote })
@@ -228,7 +225,6 @@ impl Connection {
         let inner = lock(&self.peer.inner);
         DriverStats {
             engine: inner.engine.stats(),
-            dropped_wrong_source: self.peer.wrong_source.load(Ordering::Relaxed),
             ..inner.stats.clone()
         }
     }
@@ -352,7 +348,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                             changed |= peer.absorb_events(&mut inner);
                         }
                         Ok(_) => {
-                            peer.wrong_source.fetch_add(1, Ordering::Relaxed);
+                            inner.stats.dropped_wrong_source += 1;
                         }
                         // ICMP errors surface here on some systems; UDP carries on.
                         Err(_) => {}
