@@ -516,3 +516,17 @@ async def test_closing_the_application_socket_does_not_end_the_connection(
     finally:
         await a.close()
         await b.close()
+
+
+async def test_ready_recv_and_send_complete_without_suspending(connected_pair: Pair) -> None:
+    """A queued message and a writable socket need no round trip through the I/O thread: the
+    coroutine finishes on its first step, without yielding to the event loop."""
+    a, b = connected_pair.a, connected_pair.b
+    sending = a.send(b"ready")
+    with pytest.raises(StopIteration):
+        sending.send(None)
+    await wait_until(lambda: b.stats()["messages_in"] >= 1, "the message to be queued")
+    receiving = b.recv()
+    with pytest.raises(StopIteration) as finished:
+        receiving.send(None)
+    assert finished.value.value == b"ready"
