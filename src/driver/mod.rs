@@ -270,11 +270,14 @@ impl Peer {
     }
 
     fn flush(&self, inner: &mut Inner) {
-        let Some(socket) = inner.socket.clone() else {
-            inner.outbox.clear();
+        let Inner {
+            socket, outbox, stats, ..
+        } = inner;
+        let Some(socket) = socket else {
+            outbox.clear();
             return;
         };
-        while let Some(datagram) = inner.outbox.front() {
+        while let Some(datagram) = outbox.front() {
             let sent = if self.connected_socket {
                 socket.try_send(datagram)
             } else {
@@ -284,9 +287,9 @@ impl Peer {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 // Like loss on the wire: DTLS retransmits handshakes, messages are datagrams.
-                Err(_) => inner.stats.send_errors += 1,
+                Err(_) => stats.send_errors += 1,
             }
-            inner.outbox.pop_front();
+            outbox.pop_front();
         }
     }
 
@@ -332,6 +335,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
         tokio::select! {
             first = socket.recv_from(&mut buf) => {
                 let mut inner = lock(&peer.inner);
+                let now = Instant::now();
                 let mut next = first;
                 let mut changed = false;
                 for i in 0..RECV_BATCH {
@@ -343,7 +347,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                     }
                     match next {
                         Ok((n, from)) if socket::same_peer(from, peer.destination) => {
-                            inner.engine.handle_datagram(Instant::now(), &buf[..n]);
+                            inner.engine.handle_datagram(now, &buf[..n]);
                             peer.transmit(&mut inner);
                             changed |= peer.absorb_events(&mut inner);
                         }
