@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -74,7 +74,14 @@ class ConnectionFactory(Protocol):
 
 
 class PairFactory(Protocol):
-    def __call__(self, family: socket.AddressFamily, **options: Any) -> Pair: ...
+    def __call__(
+        self,
+        family: socket.AddressFamily,
+        *,
+        options_a: Mapping[str, Any] | None = None,
+        options_b: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Pair: ...
 
 
 @pytest.fixture(params=[socket.AF_INET, socket.AF_INET6], ids=["ipv4", "ipv6"])
@@ -144,12 +151,23 @@ def connection() -> Iterator[ConnectionFactory]:
 def make_pair(
     udp_pair: UdpPairFactory, connection: ConnectionFactory, identity_a: Identity, identity_b: Identity
 ) -> PairFactory:
-    """Two not-yet-handshaken connections pinned to each other (role="auto" unless given)."""
+    """Two not-yet-handshaken connections pinned to each other (role="auto" unless given).
 
-    def make(family: socket.AddressFamily, **options: Any) -> Pair:
+    ``options`` go to both connections; ``options_a`` and ``options_b`` go to one side only and
+    win over ``options`` and over the default pin (``expected_node_id``)."""
+
+    def make(
+        family: socket.AddressFamily,
+        *,
+        options_a: Mapping[str, Any] | None = None,
+        options_b: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Pair:
         sock_a, sock_b = udp_pair(family)
-        a = connection(sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, **options)
-        b = connection(sock_b, address(sock_a), identity_b, expected_node_id=identity_a.node_id, **options)
+        a_options = {"expected_node_id": identity_b.node_id, **options, **(options_a or {})}
+        b_options = {"expected_node_id": identity_a.node_id, **options, **(options_b or {})}
+        a = connection(sock_a, address(sock_b), identity_a, **a_options)
+        b = connection(sock_b, address(sock_a), identity_b, **b_options)
         return Pair(a, b, sock_a, sock_b, identity_a, identity_b)
 
     return make

@@ -7,43 +7,22 @@ import socket
 import time
 
 import pytest
-from conftest import (
-    STEP_TIMEOUT,
-    ConnectionFactory,
-    Pair,
-    UdpPairFactory,
-    address,
-    handshake_all,
-    recv_within,
-)
-from dtls_peer import ConnectionClosed, DTLSPeerConnection, Identity
+from conftest import STEP_TIMEOUT, Pair, PairFactory, handshake_all, recv_within
+from dtls_peer import ConnectionClosed, DTLSPeerConnection
 
 
 def build_pairs(
-    count: int,
-    family: socket.AddressFamily,
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
+    count: int, family: socket.AddressFamily, make_pair: PairFactory
 ) -> list[tuple[DTLSPeerConnection, DTLSPeerConnection]]:
     pairs = []
     for _ in range(count):
-        sa, sb = udp_pair(family)
-        a = connection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id)
-        b = connection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id)
-        pairs.append((a, b))
+        pair = make_pair(family)
+        pairs.append((pair.a, pair.b))
     return pairs
 
 
-async def test_fifty_connection_pairs_at_once(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
-    family: socket.AddressFamily,
-) -> None:
-    pairs = build_pairs(50, family, udp_pair, connection, identity_a, identity_b)
+async def test_fifty_connection_pairs_at_once(make_pair: PairFactory, family: socket.AddressFamily) -> None:
+    pairs = build_pairs(50, family, make_pair)
     everyone = [conn for pair in pairs for conn in pair]
     await handshake_all(*everyone, timeout=30.0)
     assert all(conn.is_established for conn in everyone)
@@ -99,13 +78,9 @@ async def test_concurrent_senders_deliver_everything(connected_pair: Pair) -> No
 
 
 async def test_handshakes_do_not_block_the_event_loop(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
-    family: socket.AddressFamily,
+    make_pair: PairFactory, family: socket.AddressFamily
 ) -> None:
-    pairs = build_pairs(20, family, udp_pair, connection, identity_a, identity_b)
+    pairs = build_pairs(20, family, make_pair)
     ticks = 0
     longest_gap = 0.0
     done = asyncio.Event()

@@ -99,18 +99,10 @@ async def test_auto_role_makes_the_smaller_node_id_the_client(
 
 
 @pytest.mark.parametrize("a_role", ["client", "server"])
-async def test_explicit_roles(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
-    family: socket.AddressFamily,
-    a_role: str,
-) -> None:
+async def test_explicit_roles(make_pair: PairFactory, family: socket.AddressFamily, a_role: str) -> None:
     b_role = "server" if a_role == "client" else "client"
-    sa, sb = udp_pair(family)
-    a = connection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id, role=a_role)
-    b = connection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id, role=b_role)
+    pair = make_pair(family, options_a={"role": a_role}, options_b={"role": b_role})
+    a, b = pair.a, pair.b
     assert (a.role, b.role) == (a_role, b_role)
     await handshake_all(a, b)
     await a.send(b"ping")
@@ -118,30 +110,29 @@ async def test_explicit_roles(
 
 
 async def test_pin_is_case_insensitive(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
-    family: socket.AddressFamily,
+    make_pair: PairFactory, identity_a: Identity, identity_b: Identity, family: socket.AddressFamily
 ) -> None:
-    sa, sb = udp_pair(family)
-    a = connection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id.upper())
-    b = connection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id.upper())
+    pair = make_pair(
+        family,
+        options_a={"expected_node_id": identity_b.node_id.upper()},
+        options_b={"expected_node_id": identity_a.node_id.upper()},
+    )
+    a, b = pair.a, pair.b
     await handshake_all(a, b)
     assert a.peer_node_id == identity_b.node_id
     assert b.peer_node_id == identity_a.node_id
 
 
 async def test_no_pin_accepts_any_peer_and_reports_its_node_id(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
-    family: socket.AddressFamily,
+    make_pair: PairFactory, identity_a: Identity, identity_b: Identity, family: socket.AddressFamily
 ) -> None:
-    sa, sb = udp_pair(family)
-    a = connection(sa, address(sb), identity_a, expected_node_id=None, role="client")
-    b = connection(sb, address(sa), identity_b, expected_node_id=None, role="server")
+    pair = make_pair(
+        family,
+        expected_node_id=None,
+        options_a={"role": "client"},
+        options_b={"role": "server"},
+    )
+    a, b = pair.a, pair.b
     await handshake_all(a, b)
     assert a.peer_node_id == identity_b.node_id
     assert b.peer_node_id == identity_a.node_id
@@ -375,24 +366,16 @@ async def test_stray_datagrams_are_dropped_and_counted(
 
 
 async def test_datagrams_from_the_peer_before_handshake_are_kept(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
-    family: socket.AddressFamily,
+    make_pair: PairFactory, family: socket.AddressFamily
 ) -> None:
-    sa, sb = udp_pair(family)
     # The longest retransmission timeout allowed: if the early ClientHello were lost, the client
     # would have to retransmit it.
-    client = connection(
-        sa,
-        address(sb),
-        identity_a,
-        expected_node_id=identity_b.node_id,
-        role="client",
-        initial_retransmit_timeout=1.0,
+    pair = make_pair(
+        family,
+        options_a={"role": "client", "initial_retransmit_timeout": 1.0},
+        options_b={"role": "server"},
     )
-    server = connection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id, role="server")
+    client, server = pair.a, pair.b
     client_task = asyncio.ensure_future(client.handshake())
     try:
         await wait_until(lambda: server.stats()["datagrams_in"] >= 1, "the ClientHello to reach the server")

@@ -13,10 +13,11 @@ import pytest
 from conftest import (
     STEP_TIMEOUT,
     ConnectionFactory,
+    Pair,
+    PairFactory,
     UdpPairFactory,
     UdpSocketFactory,
     address,
-    handshake_all,
     recv_within,
 )
 from dtls_peer import (
@@ -337,9 +338,7 @@ async def test_async_with_closes_the_connection_when_the_handshake_fails(
 
 @pytest.mark.parametrize("wrong_side", ["client", "server"])
 async def test_wrong_pin_fails_both_sides(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
+    make_pair: PairFactory,
     identity_b: Identity,
     identity_c: Identity,
     family: socket.AddressFamily,
@@ -347,9 +346,12 @@ async def test_wrong_pin_fails_both_sides(
 ) -> None:
     """The side pinning a node ID the peer does not have refuses it; the peer learns of it promptly."""
     right_side = "server" if wrong_side == "client" else "client"
-    sa, sb = udp_pair(family)
-    pinning = connection(sa, address(sb), identity_a, expected_node_id=identity_c.node_id, role=wrong_side)
-    other = connection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id, role=right_side)
+    pair = make_pair(
+        family,
+        options_a={"expected_node_id": identity_c.node_id, "role": wrong_side},
+        options_b={"role": right_side},
+    )
+    pinning, other = pair.a, pair.b
     results = await asyncio.wait_for(
         asyncio.gather(pinning.handshake(), other.handshake(), return_exceptions=True), STEP_TIMEOUT
     )
@@ -399,18 +401,8 @@ async def test_send_and_recv_before_handshake_raise_dtls_error(
 
 
 @pytest.mark.parametrize("operation", ["send", "recv", "handshake"])
-async def test_operations_after_close_raise_connection_closed(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
-    family: socket.AddressFamily,
-    operation: str,
-) -> None:
-    sa, sb = udp_pair(family)
-    a = connection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id)
-    b = connection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id)
-    await handshake_all(a, b)
+async def test_operations_after_close_raise_connection_closed(connected_pair: Pair, operation: str) -> None:
+    a = connected_pair.a
     await a.close()
     with pytest.raises(ConnectionClosed) as info:
         if operation == "send":
@@ -441,17 +433,8 @@ async def test_close_before_handshake_ends_the_connection(
         await conn.recv()
 
 
-async def test_send_rejects_empty_and_non_bytes(
-    udp_pair: UdpPairFactory,
-    connection: ConnectionFactory,
-    identity_a: Identity,
-    identity_b: Identity,
-    family: socket.AddressFamily,
-) -> None:
-    sa, sb = udp_pair(family)
-    a = connection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id)
-    b = connection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id)
-    await handshake_all(a, b)
+async def test_send_rejects_empty_and_non_bytes(connected_pair: Pair) -> None:
+    a, b = connected_pair.a, connected_pair.b
     for empty in (b"", bytearray(), memoryview(b"")):
         with pytest.raises(ValueError, match="empty"):
             await a.send(empty)

@@ -404,6 +404,23 @@ def payload(tag: str, size: int) -> bytes:
     return head + body + b"\n"
 
 
+async def exchange_messages(conn: DTLSPeerConnection, tool: Tool) -> None:
+    """A short and a largest message from us to the tool, then the same from the tool to us."""
+    to_tool = b"lib->tool: hello over DTLS\n"
+    await step("send()", conn.send(to_tool), tool)
+    await tool.expect(to_tool)
+    largest = payload("lib->tool max", conn.max_message_size)
+    await step("send(largest)", conn.send(largest), tool)
+    await tool.expect(largest)
+
+    from_tool = b"tool->lib: hello back\n"
+    await tool.write(from_tool)
+    assert await recv_line(conn, tool) == from_tool
+    largest_back = payload("tool->lib max", MAX_MESSAGE)
+    await tool.write(largest_back)
+    assert await recv_line(conn, tool) == largest_back
+
+
 GOOD_TOOL_KEYS = ["req-pkcs8", "ecparam-sec1", "identity-save"]
 
 
@@ -437,19 +454,7 @@ async def test_client_handshake_and_echo_with_s_server(
             assert node_id_from_certificate(seen) == local.identity.node_id
             await tool.expect(b"verify return:1", stream="stderr")
 
-            to_tool = b"lib->tool: hello over DTLS\n"
-            await step("send()", conn.send(to_tool), tool)
-            await tool.expect(to_tool)
-            largest = payload("lib->tool max", conn.max_message_size)
-            await step("send(largest)", conn.send(largest), tool)
-            await tool.expect(largest)
-
-            from_tool = b"tool->lib: hello back\n"
-            await tool.write(from_tool)
-            assert await recv_line(conn, tool) == from_tool
-            largest_back = payload("tool->lib max", MAX_MESSAGE)
-            await tool.write(largest_back)
-            assert await recv_line(conn, tool) == largest_back
+            await exchange_messages(conn, tool)
 
         # close() sent close_notify: s_server ends the session and, with -naccept 1, exits cleanly.
         assert await tool.wait_exit() == 0, tool.transcript()
@@ -551,19 +556,7 @@ async def test_server_handshake_and_echo_with_s_client(
             seen = certificate_after(b"Server certificate\n", out)
             assert node_id_from_certificate(seen) == local.identity.node_id
 
-            to_tool = b"lib->tool: hello over DTLS\n"
-            await step("send()", conn.send(to_tool), tool)
-            await tool.expect(to_tool)
-            largest = payload("lib->tool max", conn.max_message_size)
-            await step("send(largest)", conn.send(largest), tool)
-            await tool.expect(largest)
-
-            from_tool = b"tool->lib: hello back\n"
-            await tool.write(from_tool)
-            assert await recv_line(conn, tool) == from_tool
-            largest_back = payload("tool->lib max", MAX_MESSAGE)
-            await tool.write(largest_back)
-            assert await recv_line(conn, tool) == largest_back
+            await exchange_messages(conn, tool)
 
             # "Q" makes s_client send close_notify and exit; recv() then reports the close.
             await tool.write(b"Q\n")
