@@ -117,7 +117,7 @@ impl Connection {
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         match self.inner.try_recv() {
             Received::Message(m) => Ok(Some(PyBytes::new(py, &m))),
-            Received::Empty if self.inner.progress() == Progress::Pending => Err(DTLSError::new_err(
+            Received::NotEstablished => Err(DTLSError::new_err(
                 "recv(): the handshake has not completed; await handshake() first",
             )),
             Received::Empty => Ok(None),

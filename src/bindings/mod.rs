@@ -17,6 +17,3 @@ mod native {
     #[pymodule_export]
     use super::waker::Waker;
 }
-
-#[allow(unused_imports)]
-use native as _;

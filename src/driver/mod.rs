@@ -55,6 +55,8 @@ pub enum Received {
     Message(Vec<u8>),
     /// Nothing queued; wait for a notification.
     Empty,
+    /// The handshake has not completed, so no message can be asked for yet.
+    NotEstablished,
     /// No message will come again.
     Ended(Progress),
 }
@@ -181,13 +183,9 @@ impl Connection {
     /// Encrypts and sends one message without waiting.
     pub fn send(&self, message: &[u8]) -> Result<Sent, SendError> {
         let mut inner = lock(&self.peer.inner);
-        if inner.outbox.len() >= OUTBOX_LIMIT {
-            // Still report misuse first; only a valid message is asked to wait.
-            return match inner.engine.state() {
-                State::Established => Ok(Sent::Busy),
-                State::Idle | State::Handshaking => Err(SendError::NotEstablished),
-                State::Failed | State::Closed => Err(SendError::Closed),
-            };
+        // Only a message the engine would take is asked to wait; misuse is reported by it.
+        if inner.outbox.len() >= OUTBOX_LIMIT && inner.engine.state() == State::Established {
+            return Ok(Sent::Busy);
         }
         inner.engine.send(message)?;
         self.peer.transmit(&mut inner);
@@ -201,7 +199,8 @@ impl Connection {
             return Received::Message(message);
         }
         match &inner.progress {
-            Progress::Pending | Progress::Established => Received::Empty,
+            Progress::Pending => Received::NotEstablished,
+            Progress::Established => Received::Empty,
             ended => Received::Ended(ended.clone()),
         }
     }
@@ -212,8 +211,7 @@ impl Connection {
         {
             let mut inner = lock(&self.peer.inner);
             inner.engine.close();
-            self.peer.transmit(&mut inner);
-            self.peer.absorb_events(&mut inner);
+            self.peer.pump(&mut inner);
             inner.stopped = true;
             inner.socket = None;
         }
@@ -293,6 +291,13 @@ impl Peer {
         }
     }
 
+    /// Sends what the engine produced and takes in its events; true if the application
+    /// should be woken.
+    fn pump(&self, inner: &mut Inner) -> bool {
+        self.transmit(inner);
+        self.absorb_events(inner)
+    }
+
     /// Moves engine events into what the application reads; true if it should be woken.
     fn absorb_events(&self, inner: &mut Inner) -> bool {
         let mut changed = false;
@@ -348,8 +353,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                     match next {
                         Ok((n, from)) if socket::same_peer(from, peer.destination) => {
                             inner.engine.handle_datagram(now, &buf[..n]);
-                            peer.transmit(&mut inner);
-                            changed |= peer.absorb_events(&mut inner);
+                            changed |= peer.pump(&mut inner);
                         }
                         Ok(_) => {
                             inner.stats.dropped_wrong_source += 1;
@@ -366,8 +370,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
             () = timer => {
                 let mut inner = lock(&peer.inner);
                 inner.engine.handle_timeout(Instant::now());
-                peer.transmit(&mut inner);
-                let changed = peer.absorb_events(&mut inner);
+                let changed = peer.pump(&mut inner);
                 drop(inner);
                 if changed {
                     peer.notify();
@@ -377,9 +380,8 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                 let mut inner = lock(&peer.inner);
                 if inner.start_requested && inner.engine.state() == State::Idle {
                     inner.engine.start(Instant::now());
-                    peer.transmit(&mut inner);
                 }
-                let changed = peer.absorb_events(&mut inner);
+                let changed = peer.pump(&mut inner);
                 drop(inner);
                 if changed {
                     peer.notify();
