@@ -208,20 +208,12 @@ async def test_peer_close_delivers_buffered_messages_then_raises(connected_pair:
         await b.send(b"to a closed peer")
 
 
-async def test_peer_close_wakes_a_pending_recv(connected_pair: Pair) -> None:
+@pytest.mark.parametrize("closer", ["peer", "local"])
+async def test_close_wakes_a_pending_recv(connected_pair: Pair, closer: str) -> None:
     pending = asyncio.ensure_future(connected_pair.b.recv())
     await asyncio.sleep(0)  # let recv() start waiting
     assert not pending.done()
-    await connected_pair.a.close()
-    with pytest.raises(ConnectionClosed):
-        await asyncio.wait_for(pending, STEP_TIMEOUT)
-
-
-async def test_local_close_wakes_a_pending_recv(connected_pair: Pair) -> None:
-    pending = asyncio.ensure_future(connected_pair.b.recv())
-    await asyncio.sleep(0)  # let recv() start waiting
-    assert not pending.done()
-    await connected_pair.b.close()
+    await (connected_pair.a if closer == "peer" else connected_pair.b).close()
     with pytest.raises(ConnectionClosed):
         await asyncio.wait_for(pending, STEP_TIMEOUT)
 
