@@ -6,17 +6,18 @@ import asyncio
 import ipaddress
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 from typing import Any, Literal, Union
 
 from . import _native, _wake
-from .exceptions import ConnectionClosed, DTLSError
+from .exceptions import ConnectionClosed, DTLSError, MessageTooLarge
 
 SocketLike = Union[socket.socket, int, asyncio.DatagramTransport]
 BytesLike = Union[bytes, bytearray, memoryview]
 
 DEFAULT_RECEIVE_QUEUE_SIZE = 1024
+DEFAULT_RECV_MANY = 64
 MAX_RECEIVE_QUEUE_SIZE = 1 << 20
 # The same bounds the engine enforces; checked here too so no value overflows on the way in.
 MIN_MTU, MAX_MTU = 256, 65_507
@@ -214,6 +215,56 @@ class DTLSPeerConnection:
         self._check_open("send()")
         while not self._native.send(payload):
             await self._wait()
+
+    async def send_many(self, messages: Iterable[BytesLike]) -> None:
+        """Sends each message as one datagram, in order, with one lock and one batched system
+        call per group instead of one per message. Every message is checked before any is
+        sent: a non-bytes item raises ``TypeError``, an empty one ``ValueError`` and one over
+        ``max_message_size`` ``MessageTooLarge``; an empty batch is a ``ValueError``."""
+        payloads = self._batch(messages)
+        self._check_open("send_many()")
+        sent = 0
+        while sent < len(payloads):
+            taken = self._native.send_many(payloads, sent)
+            sent += taken
+            if taken == 0:
+                await self._wait()
+                self._check_open("send_many()")
+
+    def _batch(self, messages: object) -> list[bytes]:
+        if isinstance(messages, (bytes, bytearray, memoryview, str)) or not isinstance(messages, Iterable):
+            kind = type(messages).__name__
+            raise TypeError(f"messages must be an iterable of bytes-like objects, not {kind}")
+        limit = self._native.max_message_size
+        payloads = []
+        for i, item in enumerate(messages):
+            if isinstance(item, bytes):
+                payload = item
+            elif isinstance(item, (bytearray, memoryview)):
+                payload = bytes(item)
+            else:
+                raise TypeError(f"messages[{i}] must be bytes-like, not {type(item).__name__}")
+            if not payload:
+                raise ValueError(f"messages[{i}] is empty; DTLS 1.2 cannot carry an empty message")
+            if len(payload) > limit:
+                raise MessageTooLarge(f"messages[{i}] is {len(payload)} bytes; max_message_size is {limit}")
+            payloads.append(payload)
+        if not payloads:
+            raise ValueError("send_many() needs at least one message")
+        return payloads
+
+    async def recv_many(self, max_messages: int = DEFAULT_RECV_MANY) -> list[bytes]:
+        """Between 1 and ``max_messages`` messages, oldest first: waits for the first, then
+        takes whatever else is already queued. Raises ``ConnectionClosed`` like ``recv()``;
+        cancelling it loses no message."""
+        limit = _integer("max_messages", max_messages, 1, MAX_RECEIVE_QUEUE_SIZE)
+        self._check_open("recv_many()")
+        while True:
+            batch = self._native.try_recv_many(limit)
+            if batch is not None:
+                return batch
+            await self._wait()
+            self._check_open("recv_many()")
 
     async def recv(self) -> bytes:
         """The next message. Raises ``ConnectionClosed`` once the peer has closed and every

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::errors::{config_error, ended, send_error, DTLSError};
 use super::identity::Identity;
@@ -29,6 +29,10 @@ fn seconds(name: &str, value: f64) -> PyResult<Duration> {
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive number of seconds, got {value}")))
+}
+
+fn not_established() -> PyErr {
+    DTLSError::new_err("recv(): the handshake has not completed; await handshake() first")
 }
 
 #[pymethods]
@@ -113,13 +117,35 @@ impl Connection {
         }
     }
 
+    /// Sends `messages[start:]` in order; returns how many were taken (fewer than all when the
+    /// socket is backed up or a later message is refused: call again with the new start).
+    fn send_many(&self, py: Python<'_>, messages: &Bound<'_, PyList>, start: usize) -> PyResult<usize> {
+        // Owned references keep every buffer alive while the GIL is released.
+        let owned = messages
+            .iter()
+            .skip(start)
+            .map(|m| m.cast_into::<PyBytes>().map_err(PyErr::from))
+            .collect::<PyResult<Vec<_>>>()?;
+        let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
+        py.detach(|| self.inner.send_many(&slices)).map_err(send_error)
+    }
+
+    /// Up to `max_messages` queued messages (oldest first), or None if none is queued;
+    /// raises once no message can come.
+    fn try_recv_many<'py>(&self, py: Python<'py>, max_messages: usize) -> PyResult<Option<Bound<'py, PyList>>> {
+        match self.inner.try_recv_many(max_messages) {
+            Received::Message(batch) => Ok(Some(PyList::new(py, batch.iter().map(|m| PyBytes::new(py, m)))?)),
+            Received::NotEstablished => Err(not_established()),
+            Received::Empty => Ok(None),
+            Received::Ended(progress) => Err(ended(&progress)),
+        }
+    }
+
     /// The next message, or None if none is queued; raises once no message can come.
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         match self.inner.try_recv() {
             Received::Message(m) => Ok(Some(PyBytes::new(py, &m))),
-            Received::NotEstablished => Err(DTLSError::new_err(
-                "recv(): the handshake has not completed; await handshake() first",
-            )),
+            Received::NotEstablished => Err(not_established()),
             Received::Empty => Ok(None),
             Received::Ended(progress) => Err(ended(&progress)),
         }

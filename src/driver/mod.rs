@@ -26,6 +26,8 @@ use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, Sta
 const RECV_BATCH: usize = 64;
 /// Datagrams held while the socket is not writable before `send` asks the caller to wait.
 const OUTBOX_LIMIT: usize = 256;
+/// Datagrams queued by `send_many` before they are flushed to the socket together.
+const SEND_BATCH: usize = 64;
 /// Largest datagram read (the UDP maximum).
 const RECV_BUFFER: usize = 65_536;
 
@@ -48,11 +50,11 @@ pub enum Progress {
     Closed(CloseReason),
 }
 
-/// What `try_recv` found.
+/// What `try_recv` (one message) or `try_recv_many` (a batch) found.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Received {
-    /// The next message.
-    Message(Vec<u8>),
+pub enum Received<T = Vec<u8>> {
+    /// The next message (or messages, in arrival order).
+    Message(T),
     /// Nothing queued; wait for a notification.
     Empty,
     /// The handshake has not completed, so no message can be asked for yet.
@@ -192,11 +194,44 @@ impl Connection {
         Ok(Sent::Done)
     }
 
+    /// Encrypts and sends `messages` in order under one lock, with one flush per
+    /// [`SEND_BATCH`] datagrams. Returns how many were taken: fewer than all when the socket
+    /// backs up (wait and retry the rest) or when a later message is refused (the retry
+    /// reports the error). An error is returned only if the first message is refused.
+    pub fn send_many<M: AsRef<[u8]>>(&self, messages: &[M]) -> Result<usize, SendError> {
+        let mut inner = lock(&self.peer.inner);
+        for (taken, message) in messages.iter().enumerate() {
+            if inner.outbox.len() >= SEND_BATCH {
+                self.peer.flush(&mut inner);
+            }
+            if inner.outbox.len() >= OUTBOX_LIMIT && inner.engine.state() == State::Established {
+                self.peer.flush(&mut inner);
+                return Ok(taken);
+            }
+            if let Err(e) = inner.engine.send(message.as_ref()) {
+                self.peer.transmit(&mut inner);
+                return if taken == 0 { Err(e) } else { Ok(taken) };
+            }
+            self.peer.collect(&mut inner);
+        }
+        self.peer.flush(&mut inner);
+        Ok(messages.len())
+    }
+
     /// Takes the next received message, if one is queued.
     pub fn try_recv(&self) -> Received {
+        self.take(VecDeque::pop_front)
+    }
+
+    /// Takes up to `max` queued messages (at least one), oldest first.
+    pub fn try_recv_many(&self, max: usize) -> Received<Vec<Vec<u8>>> {
+        self.take(|inbox| (!inbox.is_empty()).then(|| inbox.drain(..max.clamp(1, inbox.len())).collect()))
+    }
+
+    fn take<T>(&self, pop: impl FnOnce(&mut VecDeque<Vec<u8>>) -> Option<T>) -> Received<T> {
         let mut inner = lock(&self.peer.inner);
-        if let Some(message) = inner.inbox.pop_front() {
-            return Received::Message(message);
+        if let Some(taken) = pop(&mut inner.inbox) {
+            return Received::Message(taken);
         }
         match &inner.progress {
             Progress::Pending => Received::NotEstablished,
@@ -261,10 +296,15 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Peer {
     /// Sends what the engine produced, keeping order behind anything already waiting.
     fn transmit(&self, inner: &mut Inner) {
+        self.collect(inner);
+        self.flush(inner);
+    }
+
+    /// Queues what the engine produced behind anything already waiting, without sending.
+    fn collect(&self, inner: &mut Inner) {
         while let Some(datagram) = inner.engine.poll_transmit() {
             inner.outbox.push_back(datagram);
         }
-        self.flush(inner);
     }
 
     fn flush(&self, inner: &mut Inner) {
