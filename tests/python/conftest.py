@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import pytest
 from dtls_peer import DTLSPeerConnection, Identity
+from impair import ImpairedLink, Impairment
 
 LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
 
@@ -181,3 +182,70 @@ async def connected_pair(make_pair: PairFactory, family: socket.AddressFamily) -
     yield pair
     await pair.a.close()
     await pair.b.close()
+
+
+@dataclass
+class ImpairedPair:
+    """Two connections whose every datagram crosses an ImpairedLink (a talks to link side a)."""
+
+    a: DTLSPeerConnection
+    b: DTLSPeerConnection
+    link: ImpairedLink
+
+
+class ImpairedPairFactory(Protocol):
+    async def __call__(
+        self,
+        family: socket.AddressFamily,
+        *,
+        a_to_b: Impairment | None = None,
+        b_to_a: Impairment | None = None,
+        both: Impairment | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> ImpairedPair: ...
+
+
+@pytest.fixture
+async def make_impaired_pair(
+    udp_pair: UdpPairFactory, connection: ConnectionFactory, identity_a: Identity, identity_b: Identity
+) -> AsyncIterator[ImpairedPairFactory]:
+    """Two not-yet-handshaken connections pinned to each other through an impairment proxy
+    (``a`` the client); ``options`` go to both connections. Links are closed after the test."""
+    links: list[ImpairedLink] = []
+
+    async def make(
+        family: socket.AddressFamily,
+        *,
+        a_to_b: Impairment | None = None,
+        b_to_a: Impairment | None = None,
+        both: Impairment | None = None,
+        seed: int = 0,
+        **options: Any,
+    ) -> ImpairedPair:
+        sock_a, sock_b = udp_pair(family)
+        link = await ImpairedLink.start(
+            address(sock_a), address(sock_b), a_to_b=a_to_b, b_to_a=b_to_a, both=both, seed=seed
+        )
+        links.append(link)
+        a = connection(
+            sock_a,
+            link.address_for_a,
+            identity_a,
+            expected_node_id=identity_b.node_id,
+            role="client",
+            **options,
+        )
+        b = connection(
+            sock_b,
+            link.address_for_b,
+            identity_b,
+            expected_node_id=identity_a.node_id,
+            role="server",
+            **options,
+        )
+        return ImpairedPair(a, b, link)
+
+    yield make
+    for link in links:
+        link.close()
