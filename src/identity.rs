@@ -232,14 +232,24 @@ pub fn inspect_peer_certificate(der: &[u8]) -> Result<PeerCertificate, Certifica
     };
     let spki = &cert.tbs_certificate.subject_pki;
     let alg = &spki.algorithm;
+    // A key OpenSSL cannot even load (an unknown algorithm or curve) is damage, not a
+    // different kind of key; the difference decides whether a handshake is tried again.
+    let loadable = || X509::from_der(der).and_then(|c| c.public_key()).is_ok();
     if alg.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
-        return Err(WrongKeyType(oid_name(&alg.algorithm)));
+        return Err(if loadable() {
+            WrongKeyType(oid_name(&alg.algorithm))
+        } else {
+            Malformed
+        });
     }
     // Oid::try_from does not check the tag, so anything but a universal OID is refused first.
     let curve = (alg.parameters.as_ref())
         .filter(|p| p.header.class() == Class::Universal && p.tag() == Tag::Oid)
         .and_then(|p| Oid::try_from(p).ok());
     if curve.as_ref() != Some(&OID_EC_P256) {
+        if !loadable() {
+            return Err(Malformed);
+        }
         let found = curve.map_or_else(|| "without a named curve".to_owned(), |c| oid_name(&c));
         return Err(WrongKeyType(format!("EC {found}")));
     }

@@ -7,7 +7,7 @@ use openssl::ssl::{SslRef, SslVerifyMode};
 use openssl::x509::{X509StoreContextRef, X509VerifyResult};
 
 use crate::engine::VerificationFailure;
-use crate::identity::inspect_peer_certificate;
+use crate::identity::{inspect_peer_certificate, CertificateProblem};
 
 /// The pinned node ID and what the last verification concluded.
 #[derive(Debug)]
@@ -56,16 +56,38 @@ impl Pin {
         }
         let verdict = match ctx.current_cert().map(|c| c.to_der()) {
             Some(Ok(der)) => self.judge(&der),
-            Some(Err(_)) => Err(VerificationFailure::Certificate(
-                crate::identity::CertificateProblem::Malformed,
-            )),
+            Some(Err(_)) => Err(VerificationFailure::Certificate(CertificateProblem::Malformed)),
             None => Err(VerificationFailure::NoCertificate),
         };
+        let alert = verdict.as_ref().err().map(refusal_reason);
         let ok = self.record(verdict);
-        if !ok {
-            ctx.set_error(X509VerifyResult::APPLICATION_VERIFICATION);
+        if let Some(reason) = alert {
+            ctx.set_error(reason);
         }
         ok
+    }
+}
+
+/// The verification error OpenSSL turns into the alert the peer receives. The peer decides
+/// from the alert whether to try again (see `engine::restart`): `unknown_ca` (48) for a valid
+/// certificate that is not the pinned one and `unsupported_certificate` (43) for a wrong key
+/// type say "not you", while `decrypt_error` (51) for a damaged certificate reads as noise.
+fn refusal_reason(failure: &VerificationFailure) -> X509VerifyResult {
+    let code = match failure {
+        VerificationFailure::NodeIdMismatch { .. } | VerificationFailure::NoCertificate => {
+            openssl_sys::X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
+        }
+        VerificationFailure::Certificate(CertificateProblem::WrongKeyType(_)) => {
+            openssl_sys::X509_V_ERR_INVALID_PURPOSE
+        }
+        VerificationFailure::Certificate(CertificateProblem::Malformed | CertificateProblem::BadSelfSignature) => {
+            openssl_sys::X509_V_ERR_CERT_SIGNATURE_FAILURE
+        }
+    };
+    // SAFETY: `code` is one of OpenSSL's own X509_V_ERR constants; the value is only stored.
+    #[allow(unsafe_code)]
+    unsafe {
+        X509VerifyResult::from_raw(code)
     }
 }
 

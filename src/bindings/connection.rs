@@ -215,6 +215,7 @@ impl Connection {
         d.set_item("messages_in", e.messages_in)?;
         d.set_item("messages_out", e.messages_out)?;
         d.set_item("retransmissions", e.retransmissions)?;
+        d.set_item("handshake_attempts", e.handshake_attempts)?;
         d.set_item("send_errors", s.send_errors)?;
         d.set_item("handshake_duration", e.handshake_duration.map(|t| t.as_secs_f64()))?;
         let dropped = PyDict::new(py);
@@ -222,6 +223,8 @@ impl Connection {
         dropped.set_item("invalid", e.dropped_invalid)?;
         dropped.set_item("early", e.dropped_early)?;
         dropped.set_item("after_close", e.dropped_after_close)?;
+        dropped.set_item("stale_handshake", e.dropped_stale_handshake)?;
+        dropped.set_item("new_handshake", e.dropped_new_handshake)?;
         dropped.set_item("wrong_source", s.dropped_wrong_source)?;
         dropped.set_item("queue_full", s.dropped_queue_full)?;
         d.set_item("dropped", dropped)?;

@@ -12,13 +12,15 @@
 
 mod output;
 mod pipe;
+mod records;
+mod restart;
 mod timer;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openssl::ssl::{ErrorCode, Ssl, SslStream};
+use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 
 pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
 
@@ -28,6 +30,9 @@ use crate::pin::{self, Pin};
 use crate::policy;
 use pipe::DatagramPipe;
 use timer::{TimeoutOutcome, TimerState};
+
+/// One attempt's OpenSSL session with the pin and timer state its callbacks share.
+type Session = (SslStream<DatagramPipe>, Arc<Pin>, Arc<TimerState>);
 
 /// Datagrams kept while `Idle` (the peer may start before we do).
 const EARLY_DATAGRAMS: usize = 64;
@@ -48,8 +53,28 @@ pub struct Engine {
     role: Role,
     config: Config,
     state: State,
+    context: SslContext,
+    expected_node_id: Option<String>,
     pin: Arc<Pin>,
     timer: Arc<TimerState>,
+    /// This handshake's attempt number (see `restart`), from 1.
+    attempt: u32,
+    /// The last attempt's failure and how many attempts in a row failed that way.
+    last_failure: Option<(HandshakeFailure, u32)>,
+    /// Our fatal alert from the last failed attempt and how often it may still be repeated.
+    abort: Vec<Vec<u8>>,
+    abort_resends_left: u32,
+    /// A server whose attempt failed waits for a new ClientHello; anything else the peer
+    /// sends meanwhile belongs to the abandoned attempt.
+    awaiting_client_hello: bool,
+    /// Whether the peer sent anything to the current attempt (false after a restart until it does).
+    heard_since_restart: bool,
+    /// Datagrams that ended earlier attempts.
+    fatal_inputs: VecDeque<Vec<u8>>,
+    /// The sequence number given to the next epoch-0 record from the peer (see `records`).
+    next_epoch_zero_record: u64,
+    /// Retransmissions counted by the timers of earlier attempts.
+    earlier_retransmissions: u64,
     early: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     started_at: Option<Instant>,
@@ -81,30 +106,28 @@ impl Engine {
         config: Config,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let ctx = policy::context(identity, &config)?;
-        let openssl = |e: openssl::error::ErrorStack| ConfigError::OpenSsl(e.to_string());
-        let mut ssl = Ssl::new(&ctx).map_err(openssl)?;
-        ssl.set_mtu(u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?)
-            .map_err(openssl)?;
-        match role {
-            Role::Client => ssl.set_connect_state(),
-            Role::Server => ssl.set_accept_state(),
-        }
-        let timer = Arc::new(TimerState::new(
-            config.initial_retransmit_timeout,
-            config.max_retransmit_timeout,
-        ));
-        timer::install(&mut ssl, timer.clone());
-        let pin = Arc::new(Pin::new(expected_node_id));
-        pin::install(&mut ssl, pin.clone());
-        let stream = SslStream::new(ssl, DatagramPipe::default()).map_err(openssl)?;
+        u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?;
+        let context = policy::context(identity, &config)?;
+        let (stream, pin, timer) = Self::attempt_session(&context, role, &config, &expected_node_id)
+            .map_err(|e| ConfigError::OpenSsl(e.to_string()))?;
         Ok(Self {
             stream,
             role,
             config,
             state: State::Idle,
+            context,
+            expected_node_id,
             pin,
             timer,
+            attempt: 1,
+            last_failure: None,
+            abort: Vec::new(),
+            abort_resends_left: 0,
+            awaiting_client_hello: false,
+            heard_since_restart: true,
+            next_epoch_zero_record: 0,
+            fatal_inputs: VecDeque::new(),
+            earlier_retransmissions: 0,
             early: VecDeque::new(),
             events: VecDeque::new(),
             started_at: None,
@@ -115,6 +138,30 @@ impl Engine {
             stats: Stats::default(),
             read_buf: vec![0; MAX_PLAINTEXT + 2048].into_boxed_slice(),
         })
+    }
+
+    /// A fresh OpenSSL session for one handshake attempt, with its own pin verdict and timer.
+    fn attempt_session(
+        context: &SslContext,
+        role: Role,
+        config: &Config,
+        expected_node_id: &Option<String>,
+    ) -> Result<Session, openssl::error::ErrorStack> {
+        let mut ssl = Ssl::new(context)?;
+        // `new` checked that the MTU fits.
+        ssl.set_mtu(u32::try_from(config.mtu).unwrap_or(u32::MAX))?;
+        match role {
+            Role::Client => ssl.set_connect_state(),
+            Role::Server => ssl.set_accept_state(),
+        }
+        let timer = Arc::new(TimerState::new(
+            config.initial_retransmit_timeout,
+            config.max_retransmit_timeout,
+        ));
+        timer::install(&mut ssl, timer.clone());
+        let pin = Arc::new(Pin::new(expected_node_id.clone()));
+        pin::install(&mut ssl, pin.clone());
+        Ok((SslStream::new(ssl, DatagramPipe::default())?, pin, timer))
     }
 
     /// Begins the handshake; the handshake timeout counts from `now`. Datagrams received
@@ -151,13 +198,43 @@ impl Engine {
         self.process(now, datagram.to_vec());
     }
 
-    fn process(&mut self, now: Instant, datagram: Vec<u8>) {
+    fn process(&mut self, now: Instant, mut datagram: Vec<u8>) {
         match self.state {
             State::Handshaking => {
+                if self.awaiting_client_hello {
+                    if !records::starts_with_client_hello(&datagram) {
+                        return self.repeat_abort();
+                    }
+                    self.awaiting_client_hello = false;
+                    self.abort_resends_left = 0;
+                }
+                // A copy of what ended an earlier attempt (the peer repeating its alert, or the
+                // link duplicating it) must not end this one too.
+                if self.fatal_inputs.contains(&datagram) {
+                    self.stats.dropped_stale_handshake += 1;
+                    return;
+                }
+                self.heard_since_restart = true;
+                let attempt = self.attempt;
+                let original = datagram.clone();
+                records::renumber_epoch_zero(&mut datagram, &mut self.next_epoch_zero_record);
                 self.stream.get_mut().push_incoming(datagram);
                 self.drive_handshake(now);
+                if self.attempt != attempt {
+                    if self.fatal_inputs.len() == restart::MAX_ATTEMPTS as usize {
+                        self.fatal_inputs.pop_front();
+                    }
+                    self.fatal_inputs.push_back(original);
+                }
             }
             State::Established => {
+                // A restarted peer starts over with a ClientHello. It is unauthenticated, so
+                // it cannot end this session (anyone could send one); it is counted so the
+                // application can notice, and the peer's new handshake times out.
+                if records::starts_with_client_hello(&datagram) {
+                    self.stats.dropped_new_handshake += 1;
+                    return;
+                }
                 let is_data = datagram[0] == CONTENT_APPLICATION_DATA;
                 self.stream.get_mut().push_incoming(datagram);
                 if self.read_records() == 0 && is_data && self.state == State::Established {
@@ -174,8 +251,13 @@ impl Engine {
             return;
         }
         if self.handshake_deadline.is_some_and(|d| now >= d) {
-            self.fail(HandshakeFailure::Timeout);
-            return;
+            // A peer that never answered the new attempt most likely refuses us for the
+            // reason the last attempt failed (a one-shot peer such as OpenSSL's tools); say so.
+            let failure = match self.last_failure.take() {
+                Some((failure, _)) if !self.heard_since_restart => failure,
+                _ => HandshakeFailure::Timeout,
+            };
+            return self.end_handshake(failure);
         }
         if !self.retransmit_at.is_some_and(|t| now >= t) {
             return;
@@ -187,7 +269,7 @@ impl Engine {
                 self.retransmit_at =
                     timer::time_left(self.stream.ssl()).map(|left| now + left.max(Duration::from_millis(1)));
             }
-            TimeoutOutcome::Failed => return self.fail(HandshakeFailure::Timeout),
+            TimeoutOutcome::Failed => return self.fail(now, HandshakeFailure::Timeout),
         }
         self.sync_timer(now);
     }
@@ -227,7 +309,7 @@ impl Engine {
             State::Idle => self.state = State::Closed,
             State::Handshaking => {
                 let _ = self.stream.shutdown();
-                self.fail(HandshakeFailure::Closed);
+                self.end_handshake(HandshakeFailure::Closed);
             }
             State::Established => {
                 let _ = self.stream.shutdown();
@@ -304,7 +386,8 @@ impl Engine {
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         Stats {
-            retransmissions: self.timer.retransmissions(),
+            retransmissions: self.earlier_retransmissions + self.timer.retransmissions(),
+            handshake_attempts: u64::from(self.attempt),
             ..self.stats.clone()
         }
     }
@@ -315,7 +398,7 @@ impl Engine {
             Err(e) if e.code() == ErrorCode::WANT_READ => self.sync_timer(now),
             Err(e) => {
                 let failure = self.classify(&e);
-                self.fail(failure);
+                self.fail(now, failure);
             }
         }
     }
@@ -342,7 +425,7 @@ impl Engine {
             }
             Err(failure) => {
                 let _ = self.stream.shutdown();
-                self.fail(HandshakeFailure::PeerVerification(failure));
+                self.fail(now, HandshakeFailure::PeerVerification(failure));
             }
         }
     }
@@ -406,7 +489,71 @@ impl Engine {
         HandshakeFailure::Protocol(why)
     }
 
-    fn fail(&mut self, failure: HandshakeFailure) {
+    /// An attempt failed: start another one if `restart` allows it, or end the handshake.
+    fn fail(&mut self, now: Instant, failure: HandshakeFailure) {
+        let streak = match &self.last_failure {
+            Some((last, n)) if *last == failure => n + 1,
+            _ => 1,
+        };
+        // An attempt needs at least a couple of retransmission periods to have a chance.
+        let time_left = self
+            .handshake_deadline
+            .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+        let retry = restart::is_retryable(&failure)
+            && self.attempt < restart::MAX_ATTEMPTS
+            && streak < restart::SAME_FAILURE_LIMIT
+            && time_left > 2 * self.config.initial_retransmit_timeout;
+        if !retry {
+            return self.end_handshake(failure);
+        }
+        match Self::attempt_session(&self.context, self.role, &self.config, &self.expected_node_id) {
+            Ok((stream, pin, timer)) => {
+                let mut old = std::mem::replace(&mut self.stream, stream);
+                // The old attempt's fatal alert still goes out, first; it tells the peer to
+                // start again too.
+                let mut abort = old.get_mut().take_outgoing();
+                // Every attempt's session numbers its records from 0, so two attempts' alerts
+                // would be byte-identical; a peer drops repeats of an alert it already acted on
+                // (see `process`), so each attempt's alert carries the attempt in its number.
+                let mut tag = u64::from(self.attempt) << 32;
+                for datagram in &mut abort {
+                    records::renumber_epoch_zero(datagram, &mut tag);
+                }
+                self.abort = abort.clone();
+                self.abort_resends_left = restart::ABORT_RESENDS;
+                for datagram in abort {
+                    self.stream.get_mut().push_outgoing(datagram);
+                }
+                self.earlier_retransmissions += self.timer.retransmissions();
+                self.pin = pin;
+                self.timer = timer;
+                self.attempt += 1;
+                self.last_failure = Some((failure, streak));
+                self.heard_since_restart = false;
+                self.next_epoch_zero_record = 0;
+                self.retransmit_at = None;
+                match self.role {
+                    Role::Client => self.drive_handshake(now),
+                    Role::Server => self.awaiting_client_hello = true,
+                }
+            }
+            Err(e) => self.end_handshake(HandshakeFailure::Protocol(e.to_string())),
+        }
+    }
+
+    /// The peer missed our alert and still sends the old attempt: tell it again (bounded).
+    fn repeat_abort(&mut self) {
+        self.stats.dropped_stale_handshake += 1;
+        if self.abort_resends_left == 0 {
+            return;
+        }
+        self.abort_resends_left -= 1;
+        for datagram in self.abort.clone() {
+            self.stream.get_mut().push_outgoing(datagram);
+        }
+    }
+
+    fn end_handshake(&mut self, failure: HandshakeFailure) {
         self.state = State::Failed;
         self.retransmit_at = None;
         self.stream.get_mut().clear_incoming();

@@ -120,6 +120,13 @@ pub struct Stats {
     pub dropped_early: u64,
     /// Datagrams that arrived after the session ended.
     pub dropped_after_close: u64,
+    /// Datagrams from an abandoned handshake attempt, answered with our alert instead.
+    pub dropped_stale_handshake: u64,
+    /// ClientHellos that arrived on an established session (a restarted peer, or a forgery).
+    pub dropped_new_handshake: u64,
+    /// Handshake attempts so far (more than 1 when a corrupted or aborted attempt was
+    /// started again; see `HandshakeFailure`).
+    pub handshake_attempts: u64,
     /// Time from `start` to `Connected`.
     pub handshake_duration: Option<Duration>,
 }

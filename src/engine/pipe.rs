@@ -23,6 +23,15 @@ impl DatagramPipe {
     pub(crate) fn pop_outgoing(&mut self) -> Option<Vec<u8>> {
         self.outgoing.pop_front()
     }
+
+    pub(crate) fn push_outgoing(&mut self, datagram: Vec<u8>) {
+        self.outgoing.push_back(datagram);
+    }
+
+    /// What OpenSSL wrote and nobody has sent yet.
+    pub(crate) fn take_outgoing(&mut self) -> Vec<Vec<u8>> {
+        self.outgoing.drain(..).collect()
+    }
 }
 
 impl io::Read for DatagramPipe {

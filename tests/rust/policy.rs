@@ -107,6 +107,12 @@ fn against_raw_peer(role: Role, offer: Offer) -> (Vec<Event>, bool) {
             break;
         }
     }
+    // Our engine may still be waiting for the raw peer to try again (see `engine::restart`);
+    // at the handshake deadline it reports why the last attempt failed.
+    if engine.state() == State::Handshaking {
+        engine.handle_timeout(now + Config::default().handshake_timeout);
+        events.extend(std::iter::from_fn(|| engine.poll_event()));
+    }
     (events, raw_connected && engine.state() == State::Established)
 }
 

@@ -43,16 +43,27 @@ pub struct Pair {
 impl Pair {
     /// Two engines pinned to each other with `config`.
     pub fn new(config: Config) -> Self {
+        Self::with_configs(config.clone(), config)
+    }
+
+    /// Two engines pinned to each other, each with its own settings.
+    pub fn with_configs(client_config: Config, server_config: Config) -> Self {
         let client_id = Identity::generate().unwrap();
         let server_id = Identity::generate().unwrap();
         let client = Engine::new(
             Role::Client,
             &client_id,
             Some(server_id.node_id().to_owned()),
-            config.clone(),
+            client_config,
         )
         .unwrap();
-        let server = Engine::new(Role::Server, &server_id, Some(client_id.node_id().to_owned()), config).unwrap();
+        let server = Engine::new(
+            Role::Server,
+            &server_id,
+            Some(client_id.node_id().to_owned()),
+            server_config,
+        )
+        .unwrap();
         Self::from_engines(client, server, client_id, server_id)
     }
 

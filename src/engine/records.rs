@@ -1,0 +1,83 @@
+//! The few DTLS record-layer facts the engine reads before OpenSSL does.
+
+const RECORD_HEADER: usize = 13;
+const HANDSHAKE: u8 = 22;
+const CLIENT_HELLO: u8 = 1;
+
+/// Whether `datagram` begins with the first fragment of a ClientHello (epoch 0), the only
+/// thing a server that restarted can make progress with.
+pub(super) fn starts_with_client_hello(datagram: &[u8]) -> bool {
+    // Record header (13 bytes): type, version, epoch, sequence, length; then the handshake
+    // header: type, length (3), message_seq (2), fragment_offset (3), fragment_length (3).
+    datagram.len() >= 25
+        && datagram[0] == HANDSHAKE
+        && datagram[3..5] == [0, 0]
+        && datagram[13] == CLIENT_HELLO
+        && datagram[19..22] == [0, 0, 0]
+}
+
+/// Gives every epoch-0 record in `datagram` the next number from `next`.
+///
+/// Epoch-0 records carry no MAC, so a corrupted sequence number is accepted as it is and moves
+/// OpenSSL's replay window far ahead; every later record of the handshake then looks like a
+/// replay and the attempt stalls until the deadline (one flipped bit did this in our corruption
+/// tests). Handshake messages have their own numbering for duplicates and order, so nothing
+/// relies on these sequence numbers; numbering them locally keeps the window sane. Later
+/// epochs are authenticated (the sequence number is part of the AEAD input) and left alone.
+pub(super) fn renumber_epoch_zero(datagram: &mut [u8], next: &mut u64) {
+    let mut at = 0;
+    while let Some(header) = datagram.get(at..at + RECORD_HEADER) {
+        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
+        if header[3..5] == [0, 0] {
+            datagram[at + 5..at + 11].copy_from_slice(&next.to_be_bytes()[2..]);
+            *next += 1;
+        }
+        at += RECORD_HEADER + length;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_hello_is_recognised_by_its_headers() {
+        let mut hello = vec![
+            22, 0xfe, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 100, 1, 0, 0, 88, 0, 0, 0, 0, 0, 0, 0, 88,
+        ];
+        hello.resize(113, 0);
+        assert!(starts_with_client_hello(&hello));
+        let mut later_epoch = hello.clone();
+        later_epoch[4] = 1;
+        assert!(!starts_with_client_hello(&later_epoch));
+        let mut second_fragment = hello.clone();
+        second_fragment[21] = 40;
+        assert!(!starts_with_client_hello(&second_fragment));
+        assert!(!starts_with_client_hello(&hello[..20]));
+    }
+
+    #[test]
+    fn epoch_zero_records_are_numbered_locally_and_later_epochs_kept() {
+        let record = |epoch: u8, seq: u64, body: &[u8]| {
+            let mut r = vec![22, 0xfe, 0xfd, 0, epoch];
+            r.extend_from_slice(&seq.to_be_bytes()[2..]);
+            r.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+            r.extend_from_slice(body);
+            r
+        };
+        let far_ahead = 1 << 40;
+        let mut datagram = [record(0, far_ahead, b"abc"), record(1, 7, b"de"), record(0, 3, b"")].concat();
+        let mut next = 5;
+        renumber_epoch_zero(&mut datagram, &mut next);
+        assert_eq!(
+            datagram,
+            [record(0, 5, b"abc"), record(1, 7, b"de"), record(0, 6, b"")].concat()
+        );
+        assert_eq!(next, 7);
+        // A length running past the end stops the walk without touching anything further.
+        let mut truncated = record(0, 9, b"abcdef");
+        truncated.truncate(15);
+        renumber_epoch_zero(&mut truncated, &mut next);
+        assert_eq!(truncated[5..11], 7u64.to_be_bytes()[2..]);
+    }
+}
