@@ -69,6 +69,8 @@ pub struct Engine {
     awaiting_client_hello: bool,
     /// Whether the peer sent anything to the current attempt (false after a restart until it does).
     heard_since_restart: bool,
+    /// When the current attempt started, if it is not the first.
+    restarted_at: Option<Instant>,
     /// Datagrams that ended earlier attempts.
     fatal_inputs: VecDeque<Vec<u8>>,
     /// The sequence number given to the next epoch-0 record from the peer (see `records`).
@@ -125,6 +127,7 @@ impl Engine {
             abort_resends_left: 0,
             awaiting_client_hello: false,
             heard_since_restart: true,
+            restarted_at: None,
             next_epoch_zero_record: 0,
             fatal_inputs: VecDeque::new(),
             earlier_retransmissions: 0,
@@ -250,14 +253,17 @@ impl Engine {
         if self.state != State::Handshaking {
             return;
         }
+        if let Some(at) = self.unanswered_restart_ends() {
+            if now >= at {
+                // The peer did not take part in the new attempt: it gave up after the last
+                // one (a one-shot peer such as OpenSSL's tools does), so report why that failed.
+                if let Some((failure, _)) = self.last_failure.take() {
+                    return self.end_handshake(failure);
+                }
+            }
+        }
         if self.handshake_deadline.is_some_and(|d| now >= d) {
-            // A peer that never answered the new attempt most likely refuses us for the
-            // reason the last attempt failed (a one-shot peer such as OpenSSL's tools); say so.
-            let failure = match self.last_failure.take() {
-                Some((failure, _)) if !self.heard_since_restart => failure,
-                _ => HandshakeFailure::Timeout,
-            };
-            return self.end_handshake(failure);
+            return self.end_handshake(HandshakeFailure::Timeout);
         }
         if !self.retransmit_at.is_some_and(|t| now >= t) {
             return;
@@ -337,10 +343,22 @@ impl Engine {
         if self.state != State::Handshaking {
             return None;
         }
-        match (self.retransmit_at, self.handshake_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.retransmit_at,
+            self.handshake_deadline,
+            self.unanswered_restart_ends(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// While the peer has sent nothing for the current attempt: when to stop waiting for it.
+    /// A peer that restarts too answers within three of its retransmission periods.
+    fn unanswered_restart_ends(&self) -> Option<Instant> {
+        let grace = self.config.initial_retransmit_timeout * restart::ANSWER_PERIODS;
+        let ends = self.restarted_at.filter(|_| !self.heard_since_restart)? + grace;
+        Some(self.handshake_deadline.map_or(ends, |d| d.min(ends)))
     }
 
     /// Where the engine is in its life.
@@ -530,6 +548,7 @@ impl Engine {
                 self.attempt += 1;
                 self.last_failure = Some((failure, streak));
                 self.heard_since_restart = false;
+                self.restarted_at = Some(now);
                 self.next_epoch_zero_record = 0;
                 self.retransmit_at = None;
                 match self.role {

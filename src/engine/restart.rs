@@ -16,6 +16,9 @@ pub(super) const MAX_ATTEMPTS: u32 = 12;
 /// The same failure this many attempts in a row is a real mismatch (no shared cipher, say),
 /// not noise: report it instead of trying until the deadline.
 pub(super) const SAME_FAILURE_LIMIT: u32 = 3;
+/// A new attempt the peer has not answered after this many initial retransmission periods
+/// (1 + 2 + 4: three transmissions of its first flight) means the peer gave up.
+pub(super) const ANSWER_PERIODS: u32 = 7;
 /// Times our fatal alert is sent again to a peer still sending the abandoned attempt.
 pub(super) const ABORT_RESENDS: u32 = 4;
 

@@ -29,7 +29,16 @@ from dtls_peer import (
     node_id_from_certificate,
 )
 
-DROPPED_KEYS = {"not_dtls", "invalid", "early", "after_close", "wrong_source", "queue_full"}
+DROPPED_KEYS = {
+    "not_dtls",
+    "invalid",
+    "early",
+    "after_close",
+    "wrong_source",
+    "queue_full",
+    "stale_handshake",
+    "new_handshake",
+}
 
 
 async def test_messages_flow_both_ways(connected_pair: Pair) -> None:

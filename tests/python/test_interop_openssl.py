@@ -474,9 +474,9 @@ async def test_client_refuses_s_server_with_another_node_id(
             assert isinstance(error, PeerVerificationError), f"{error!r}{tool.transcript()}"
             assert error.expected_node_id == stranger.node_id
             assert error.actual_node_id == tool_creds.node_id
-        # Our alert reached the tool: it gives up on the connection instead of waiting.
+        # Our alert (unknown_ca) reached the tool: it gives up instead of waiting.
         await tool.wait_exit()
-        await tool.expect(b"SSL alert number 40", stream="stderr")
+        await tool.expect(b"SSL alert number 48", stream="stderr")
 
 
 async def test_client_refuses_s_server_with_rsa_certificate(
@@ -573,16 +573,16 @@ async def _recv_until_closed(conn: DTLSPeerConnection) -> None:
 
 
 @pytest.mark.parametrize(
-    ("tool_kind", "pin_tool", "expected"),
+    ("tool_kind", "pin_tool", "expected", "alert"),
     [
-        # Valid certificate, but not the node we pinned.
-        ("req-pkcs8", False, PeerVerificationError),
+        # Valid certificate, but not the node we pinned: unknown_ca, "not the key I trust".
+        ("req-pkcs8", False, PeerVerificationError, 48),
         # A P-384 certificate does reach our check (ECDSA+SHA384 is an allowed signature), which
-        # refuses the key type.
-        ("p384", True, PeerVerificationError),
+        # refuses the key type: unsupported_certificate.
+        ("p384", True, PeerVerificationError, 43),
         # The tool cannot sign with RSA under our ECDSA-only CertificateRequest, so it sends no
         # certificate: a verification failure (OpenSSL: "peer did not return a certificate").
-        ("rsa", True, PeerVerificationError),
+        ("rsa", True, PeerVerificationError, 40),
     ],
     ids=["other-node-id", "p384-key", "rsa-key"],
 )
@@ -594,6 +594,7 @@ async def test_server_refuses_s_client(
     tool_kind: str,
     pin_tool: bool,
     expected: type[HandshakeError],
+    alert: int,
 ) -> None:
     tool_creds = make_tool_credentials(openssl, tool_kind, tmp_path / "tool")
     pin = tool_creds.node_id if pin_tool else stranger.node_id
@@ -609,4 +610,4 @@ async def test_server_refuses_s_client(
                 assert "secp384r1" in str(error)
             # The tool got our alert and gave up at once rather than retransmitting.
             assert await tool.wait_exit() != 0
-            await tool.expect(b"SSL alert number 40", stream="stderr")
+            await tool.expect(f"SSL alert number {alert}".encode(), stream="stderr")
