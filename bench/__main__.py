@@ -43,6 +43,7 @@ def peer_command(role: str, loop: str, keys: str, args: argparse.Namespace, cont
             "--window", str(args.window),
             "--connections", str(args.connections),
             "--sizes", ",".join(map(str, args.sizes)),
+            "--only", args.only,
         ]  # fmt: skip
     return command
 
@@ -110,6 +111,9 @@ def main() -> None:
         "--connections", type=int, default=1000, help="connections held for the memory figure"
     )
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 1024, 1200])
+    parser.add_argument(
+        "--only", default="", help="comma-separated subset of: memory, handshake, echo_rtt, throughput, lag"
+    )
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
     args = parser.parse_args()
     report: dict[str, Any] = {

@@ -37,15 +37,24 @@ async def run_workloads(server: ServerApi, args: argparse.Namespace, same_proces
             await server.close_all()
 
     batched = args.contender.endswith("_batch")
+    wanted = set(args.only.split(",")) if args.only else None
+
+    def want(workload: str) -> bool:
+        return wanted is None or workload in wanted
+
     # Memory first, in a fresh process, so earlier workloads' freed memory does not hide it.
     if not batched:
-        await step("memory", client.memory(args.connections))
-        if args.contender != "plain_udp":
+        if want("memory"):
+            await step("memory", client.memory(args.connections))
+        if args.contender != "plain_udp" and want("handshake"):
             await step("handshake", client.handshakes(args.handshakes))
-        await step("echo_rtt", client.echo_rtt(args.echoes))
-    for size in args.sizes:
-        await step(f"throughput_{size}", client.throughput(args.messages, size, args.window, False))
-    await step("lag", client.throughput(args.messages, 1024, args.window, True))
+        if want("echo_rtt"):
+            await step("echo_rtt", client.echo_rtt(args.echoes))
+    if want("throughput"):
+        for size in args.sizes:
+            await step(f"throughput_{size}", client.throughput(args.messages, size, args.window, False))
+    if want("lag"):
+        await step("lag", client.throughput(args.messages, 1024, args.window, True))
     return results
 
 
@@ -73,6 +82,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20000)
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--connections", type=int, default=1000)
+    parser.add_argument("--only", default="", help="comma-separated subset of the workloads")
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[64, 1024, 1200])
     args = parser.parse_args()
     # Two sockets per connection on the same-process variant; lift the soft descriptor limit.

@@ -6,7 +6,8 @@ import asyncio
 import ipaddress
 import os
 import socket
-from collections.abc import AsyncIterator, Iterable
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, Union
 
@@ -143,6 +144,7 @@ class DTLSPeerConnection:
         self._waker: _wake.LoopWaker | None = None
         self._token = 0
         self._closed = False
+        self._unwatch: Callable[[], object] | None = None
 
     @staticmethod
     def _resolve_role(role: object, identity: _native.Identity, expected_node_id: str | None) -> str:
@@ -203,6 +205,20 @@ class DTLSPeerConnection:
         self._native.start_handshake()
         while not self._native.handshake_done():
             await self._wait()
+        self._read_on_loop()
+
+    def _read_on_loop(self) -> None:
+        """Established: the event loop reads the socket itself from now on, so a datagram
+        reaches a waiting ``recv()`` with no hand-over from the I/O thread (docs/design.md)."""
+        if self._unwatch is not None or self._loop is None:
+            return
+        fd = self._native.take_over_reads()
+        if fd is None:
+            return
+        self._loop.add_reader(fd, _on_readable, weakref.ref(self))
+        # Unregistered on close, or when the connection is collected without one (before
+        # its descriptor closes, so the loop never watches a reused number).
+        self._unwatch = weakref.finalize(self, _remove_reader, self._loop, fd)
 
     async def send(self, data: BytesLike) -> None:
         """Sends one message as one datagram (at most ``max_message_size`` bytes)."""
@@ -286,6 +302,8 @@ class DTLSPeerConnection:
         if self._closed:
             return
         self._closed = True
+        if self._unwatch is not None:
+            self._unwatch()
         self._native.close()
         if self._waker is not None:
             self._waker.unregister(self._token)
@@ -376,6 +394,17 @@ class DTLSPeerConnection:
             f"<DTLSPeerConnection {self.role} {self.local_address} -> {self.remote_address} "
             f"{state} peer={self.peer_node_id}>"
         )
+
+
+def _on_readable(ref: weakref.ref[DTLSPeerConnection]) -> None:
+    conn = ref()
+    if conn is not None and conn._native.receive_now():
+        conn._wake()
+
+
+def _remove_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    if not loop.is_closed():
+        loop.remove_reader(fd)
 
 
 __all__ = ["DTLSError", "DTLSPeerConnection"]

@@ -117,6 +117,18 @@ impl Connection {
         }
     }
 
+    /// Stops the I/O thread reading the socket; returns the descriptor the event loop must
+    /// watch (calling `receive_now` when readable), or None once closed.
+    fn take_over_reads(&self) -> Option<i32> {
+        self.inner.take_over_reads()
+    }
+
+    /// Reads and decrypts what the socket holds, with the GIL released; true if anything
+    /// changed that a waiting `recv()` or `handshake()` should look at.
+    fn receive_now(&self, py: Python<'_>) -> bool {
+        py.detach(|| self.inner.receive_now())
+    }
+
     /// Sends `messages[start:]` in order; returns how many were taken (fewer than all when the
     /// socket is backed up or a later message is refused: call again with the new start).
     fn send_many(&self, py: Python<'_>, messages: &Bound<'_, PyList>, start: usize) -> PyResult<usize> {

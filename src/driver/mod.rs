@@ -7,29 +7,31 @@
 //! without a thread hop. The task tells the application about changes through [`Notify`],
 //! once per batch of datagrams.
 
+mod batch_io;
 mod socket;
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
 
+use batch_io::Sock;
 pub use socket::{take_fd, udp_socket_from_fd};
 
 use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats};
 
-/// Datagrams read per wake-up before the application is notified.
+/// Datagrams read per wake-up before the application is notified (or the reading thread
+/// gives others a turn).
 const RECV_BATCH: usize = 64;
 /// Datagrams held while the socket is not writable before `send` asks the caller to wait.
 const OUTBOX_LIMIT: usize = 256;
 /// Datagrams queued by `send_many` before they are flushed to the socket together.
 const SEND_BATCH: usize = 64;
-/// Largest datagram read (the UDP maximum).
-const RECV_BUFFER: usize = 65_536;
 
 /// How the driver tells the application that something it may wait on changed.
 pub trait Notify: Send + Sync {
@@ -101,12 +103,14 @@ pub fn runtime() -> &'static Runtime {
 struct Inner {
     engine: Engine,
     /// Taken away on close, so the descriptor is released as soon as the task lets go.
-    socket: Option<Arc<UdpSocket>>,
+    socket: Option<Sock>,
     progress: Progress,
     inbox: VecDeque<Vec<u8>>,
     outbox: VecDeque<Vec<u8>>,
     start_requested: bool,
     stopped: bool,
+    /// The application's thread reads the socket itself (see `take_over_reads`).
+    caller_reads: bool,
     stats: DriverStats,
 }
 
@@ -147,12 +151,13 @@ impl Connection {
         let peer = Arc::new(Peer {
             inner: Mutex::new(Inner {
                 engine,
-                socket: Some(socket.clone()),
+                socket: Some(Sock::Registered(socket.clone())),
                 progress: Progress::Pending,
                 inbox: VecDeque::new(),
                 outbox: VecDeque::new(),
                 start_requested: false,
                 stopped: false,
+                caller_reads: false,
                 stats: DriverStats::default(),
             }),
             destination,
@@ -216,6 +221,29 @@ impl Connection {
         }
         self.peer.flush(&mut inner);
         Ok(messages.len())
+    }
+
+    /// From now on the caller reads the socket, with `receive_now` whenever it is readable,
+    /// and the driver thread stops reading it: a datagram is then handled on the thread that
+    /// wants it, with no wake-up of, or hand-over from, another thread. Returns the
+    /// descriptor to watch, or None once the connection is closed.
+    pub fn take_over_reads(&self) -> Option<RawFd> {
+        let mut inner = lock(&self.peer.inner);
+        let fd = inner.socket.as_ref()?.fd();
+        inner.caller_reads = true;
+        drop(inner);
+        self.peer.wake_task.notify_one();
+        Some(fd)
+    }
+
+    /// Reads and handles what the socket holds (up to a bounded batch) on the caller's
+    /// thread; true if the application should look again (messages or state changed).
+    pub fn receive_now(&self) -> bool {
+        let mut inner = lock(&self.peer.inner);
+        match inner.socket.clone() {
+            Some(socket) => self.peer.receive(&mut inner, &socket),
+            None => false,
+        }
     }
 
     /// Takes the next received message, if one is queued.
@@ -289,6 +317,17 @@ impl Drop for Connection {
     }
 }
 
+/// Deregisters the socket from tokio now that the application's thread reads it (called by
+/// the task, which has dropped its own handle, with the lock held so no other exists).
+fn hand_over(inner: &mut Inner) {
+    if let Some(Sock::Registered(shared)) = inner.socket.take() {
+        inner.socket = match Arc::try_unwrap(shared) {
+            Ok(socket) => socket.into_std().ok().map(|s| Sock::Direct(Arc::new(s))),
+            Err(shared) => Some(Sock::Registered(shared)),
+        };
+    }
+}
+
 fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -315,20 +354,47 @@ impl Peer {
             outbox.clear();
             return;
         };
-        while let Some(datagram) = outbox.front() {
-            let sent = if self.connected_socket {
-                socket.try_send(datagram)
-            } else {
-                socket.try_send_to(datagram, self.destination)
-            };
-            match sent {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                // Like loss on the wire: DTLS retransmits handshakes, messages are datagrams.
-                Err(_) => stats.send_errors += 1,
-            }
-            outbox.pop_front();
+        if outbox.is_empty() {
+            return;
         }
+        let destination = (!self.connected_socket).then_some(self.destination);
+        // A datagram that fails is lost like loss on the wire: DTLS retransmits handshakes,
+        // and messages are datagrams.
+        let done = batch_io::send_queue(socket, outbox, destination, &mut stats.send_errors);
+        outbox.drain(..done);
+    }
+
+    /// Reads up to `RECV_BATCH` datagrams and feeds them to the engine, in the order the
+    /// socket delivered them. Runs under the lock, so reads by two threads never interleave
+    /// (which could reorder messages). True if the application should be woken.
+    fn receive(&self, inner: &mut Inner, socket: &Sock) -> bool {
+        let now = Instant::now();
+        let mut changed = false;
+        let mut read = 0;
+        batch_io::with_recv_batch(|batch| {
+            while read < RECV_BATCH {
+                let n = match batch.recv(socket) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    // ICMP errors surface here on some systems; UDP carries on.
+                    Err(_) => {
+                        read += 1;
+                        continue;
+                    }
+                };
+                read += n;
+                for i in 0..n {
+                    match batch.datagram(i) {
+                        (datagram, Some(from)) if socket::same_peer(from, self.destination) => {
+                            inner.engine.handle_datagram(now, datagram);
+                            changed |= self.pump(inner);
+                        }
+                        _ => inner.stats.dropped_wrong_source += 1,
+                    }
+                }
+            }
+        });
+        changed
     }
 
     /// Sends what the engine produced and takes in its events; true if the application
@@ -362,14 +428,19 @@ impl Peer {
 }
 
 async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
-    let mut buf = vec![0u8; RECV_BUFFER];
+    let mut registered = Some(socket);
     loop {
-        let (deadline, want_write) = {
-            let inner = lock(&peer.inner);
+        let (deadline, want_read, blocked) = {
+            let mut inner = lock(&peer.inner);
             if inner.stopped {
                 break;
             }
-            (inner.engine.poll_timeout(), !inner.outbox.is_empty())
+            if inner.caller_reads && registered.is_some() {
+                registered = None;
+                hand_over(&mut inner);
+            }
+            let blocked = (!inner.outbox.is_empty()).then(|| inner.socket.clone()).flatten();
+            (inner.engine.poll_timeout(), registered.is_some(), blocked)
         };
         let timer = async {
             match deadline {
@@ -377,34 +448,23 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                 None => std::future::pending().await,
             }
         };
+        let writable = async {
+            match &blocked {
+                Some(socket) => socket.writable().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            first = socket.recv_from(&mut buf) => {
-                let mut inner = lock(&peer.inner);
-                let now = Instant::now();
-                let mut next = first;
-                let mut changed = false;
-                for i in 0..RECV_BATCH {
-                    if i > 0 {
-                        next = socket.try_recv_from(&mut buf);
-                        if matches!(&next, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-                            break;
-                        }
+            readable = async { registered.as_ref().expect("want_read").readable().await }, if want_read => {
+                if readable.is_ok() {
+                    let mut inner = lock(&peer.inner);
+                    // The caller may have taken over reads while this task waited.
+                    let changed = !inner.caller_reads
+                        && inner.socket.clone().is_some_and(|socket| peer.receive(&mut inner, &socket));
+                    drop(inner);
+                    if changed {
+                        peer.notify();
                     }
-                    match next {
-                        Ok((n, from)) if socket::same_peer(from, peer.destination) => {
-                            inner.engine.handle_datagram(now, &buf[..n]);
-                            changed |= peer.pump(&mut inner);
-                        }
-                        Ok(_) => {
-                            inner.stats.dropped_wrong_source += 1;
-                        }
-                        // ICMP errors surface here on some systems; UDP carries on.
-                        Err(_) => {}
-                    }
-                }
-                drop(inner);
-                if changed {
-                    peer.notify();
                 }
             }
             () = timer => {
@@ -427,7 +487,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                     peer.notify();
                 }
             }
-            writable = socket.writable(), if want_write => {
+            writable = writable, if blocked.is_some() => {
                 if writable.is_ok() {
                     let mut inner = lock(&peer.inner);
                     peer.flush(&mut inner);

@@ -106,6 +106,8 @@ class ImpairedLink:
             lambda: _Side(link, "b_to_a"), local_addr=(host, 0), family=family
         )
         link._transports = [side_a, side_b]
+        for side in (side_a, side_b):
+            side.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 212_992)
         link.paths["a_to_b"].out, link.paths["a_to_b"].destination = side_b, b
         link.paths["b_to_a"].out, link.paths["b_to_a"].destination = side_a, a
         link.address_for_a = _address(side_a)

@@ -1,0 +1,308 @@
+//! Batched UDP system calls: many datagrams per `recvmmsg`/`sendmmsg` on Linux, one per call
+//! elsewhere (and wherever the batched call is refused).
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+/// Datagrams per system call.
+pub(super) const BATCH: usize = 32;
+/// Room for the largest UDP datagram, so nothing is truncated.
+const SLOT: usize = 65_536;
+
+/// Cleared the first time the kernel refuses a batched call (e.g. a seccomp filter); from
+/// then on every thread uses the one-datagram calls.
+static BATCHED: AtomicBool = AtomicBool::new(cfg!(target_os = "linux"));
+
+/// A connection's socket: registered with tokio while the driver thread reads it, plain once
+/// the application's thread reads it. A registered socket wakes the driver thread for every
+/// datagram that arrives or leaves, even with no task waiting, so it is deregistered then.
+#[derive(Clone)]
+pub(super) enum Sock {
+    /// Watched by the driver thread.
+    Registered(Arc<UdpSocket>),
+    /// Read by the application's thread; the driver watches it only while sends are blocked.
+    Direct(Arc<std::net::UdpSocket>),
+}
+
+impl Sock {
+    pub(super) fn fd(&self) -> RawFd {
+        match self {
+            Self::Registered(s) => s.as_raw_fd(),
+            Self::Direct(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// Runs one non-blocking call; on a registered socket, a `WouldBlock` also clears tokio's
+    /// readiness so its next wait really waits.
+    fn io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        match self {
+            Self::Registered(s) => s.try_io(interest, f),
+            Self::Direct(_) => f(),
+        }
+    }
+
+    /// A `std` view of the descriptor for one call (it stays owned by `self`).
+    fn view(&self) -> std::mem::ManuallyDrop<std::net::UdpSocket> {
+        // SAFETY: the descriptor is open while `self` is borrowed, and ManuallyDrop keeps the
+        // view from closing it.
+        std::mem::ManuallyDrop::new(unsafe { std::net::UdpSocket::from_raw_fd(self.fd()) })
+    }
+
+    /// Waits until the socket can take a datagram again.
+    pub(super) async fn writable(&self) -> io::Result<()> {
+        match self {
+            Self::Registered(s) => s.writable().await,
+            Self::Direct(s) => {
+                // Registered for writability only while this waits; incoming datagrams do
+                // not wake an interest that leaves out reads.
+                // SAFETY: the Arc keeps the descriptor open, unchanged, for as long as `watch`.
+                let watch = unsafe { tokio::io::unix::AsyncFd::register_with_interest(s.clone(), Interest::WRITABLE) }
+                    .map_err(|e| e.into_parts().1)?;
+                let _ready = watch.writable().await?;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Receive buffers for one batch. One set per thread serves every connection that thread
+/// reads for, so a connection costs no receive buffer of its own; untouched pages of it are
+/// never made resident.
+pub(super) struct RecvBatch {
+    buf: Vec<u8>,
+    lens: [usize; BATCH],
+    from: [Option<SocketAddr>; BATCH],
+}
+
+thread_local! {
+    static RECV: RefCell<RecvBatch> = RefCell::new(RecvBatch {
+        buf: vec![0; BATCH * SLOT],
+        lens: [0; BATCH],
+        from: [None; BATCH],
+    });
+}
+
+/// Runs `f` with this thread's receive buffers.
+pub(super) fn with_recv_batch<R>(f: impl FnOnce(&mut RecvBatch) -> R) -> R {
+    RECV.with(|batch| f(&mut batch.borrow_mut()))
+}
+
+impl RecvBatch {
+    /// Reads up to [`BATCH`] waiting datagrams without blocking; `WouldBlock` when there are
+    /// none (which also clears tokio's readiness for the socket).
+    pub(super) fn recv(&mut self, socket: &Sock) -> io::Result<usize> {
+        #[cfg(target_os = "linux")]
+        if BATCHED.load(Ordering::Relaxed) {
+            match socket.io(Interest::READABLE, || self.recv_mmsg(socket.fd())) {
+                Err(e) if refused(&e) => BATCHED.store(false, Ordering::Relaxed),
+                result => return result,
+            }
+        }
+        let view = socket.view();
+        let (n, from) = socket.io(Interest::READABLE, || view.recv_from(&mut self.buf[..SLOT]))?;
+        self.lens[0] = n;
+        self.from[0] = Some(from);
+        Ok(1)
+    }
+
+    /// Datagram `i` of the last `recv` and its source.
+    pub(super) fn datagram(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
+        (&self.buf[i * SLOT..i * SLOT + self.lens[i]], self.from[i])
+    }
+
+    #[cfg(target_os = "linux")]
+    fn recv_mmsg(&mut self, fd: i32) -> io::Result<usize> {
+        // SAFETY: all-zero is a valid value for these plain C structs.
+        let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for (i, ((iov, msg), name)) in iovs.iter_mut().zip(msgs.iter_mut()).zip(names.iter_mut()).enumerate() {
+            iov.iov_base = self.buf[i * SLOT..].as_mut_ptr().cast();
+            iov.iov_len = SLOT;
+            msg.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            msg.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            msg.msg_hdr.msg_iov = iov;
+            msg.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: every header points at a live iovec over a distinct SLOT-sized part of
+        // `buf` and at a live sockaddr_storage; the kernel writes only within them.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        for i in 0..n {
+            self.lens[i] = msgs[i].msg_len as usize;
+            self.from[i] = from_storage(&names[i]);
+        }
+        Ok(n)
+    }
+}
+
+/// Sends datagrams from the front of `queue` without blocking, in order; returns how many
+/// left it (sent, or lost to a socket error, which is counted in `errors`). Stops at the
+/// first that would block.
+pub(super) fn send_queue(
+    socket: &Sock,
+    queue: &VecDeque<Vec<u8>>,
+    destination: Option<SocketAddr>,
+    errors: &mut u64,
+) -> usize {
+    let mut done = 0;
+    while done < queue.len() {
+        #[cfg(target_os = "linux")]
+        if BATCHED.load(Ordering::Relaxed) && queue.len() - done > 1 {
+            match send_mmsg(socket, queue.range(done..).take(BATCH), destination) {
+                Ok(n) => {
+                    done += n;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return done,
+                Err(e) if refused(&e) => BATCHED.store(false, Ordering::Relaxed),
+                // The first datagram failed (e.g. an ICMP error reported late); it is lost
+                // like any UDP datagram, and the rest go on.
+                Err(_) => {
+                    *errors += 1;
+                    done += 1;
+                    continue;
+                }
+            }
+        }
+        let datagram = &queue[done];
+        let view = socket.view();
+        let sent = socket.io(Interest::WRITABLE, || match destination {
+            None => view.send(datagram),
+            Some(to) => view.send_to(datagram, to),
+        });
+        match sent {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return done,
+            Err(_) => *errors += 1,
+        }
+        done += 1;
+    }
+    done
+}
+
+#[cfg(target_os = "linux")]
+fn send_mmsg<'a>(
+    socket: &Sock,
+    datagrams: impl Iterator<Item = &'a Vec<u8>>,
+    destination: Option<SocketAddr>,
+) -> io::Result<usize> {
+    let (name, name_len) = match destination {
+        Some(to) => to_storage(to),
+        // SAFETY: all-zero is a valid sockaddr_storage (unused: the socket is connected).
+        None => (unsafe { std::mem::zeroed() }, 0),
+    };
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+    let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+    let mut count = 0;
+    for ((iov, msg), datagram) in iovs.iter_mut().zip(msgs.iter_mut()).zip(datagrams) {
+        iov.iov_base = datagram.as_ptr() as *mut libc::c_void;
+        iov.iov_len = datagram.len();
+        if name_len > 0 {
+            msg.msg_hdr.msg_name = (&name as *const libc::sockaddr_storage).cast_mut().cast();
+            msg.msg_hdr.msg_namelen = name_len;
+        }
+        msg.msg_hdr.msg_iov = iov;
+        msg.msg_hdr.msg_iovlen = 1;
+        count += 1;
+    }
+    socket.io(Interest::WRITABLE, || {
+        // SAFETY: the first `count` headers point at live iovecs over the queued datagrams
+        // and at `name`; the kernel only reads them.
+        let n = unsafe { libc::sendmmsg(socket.fd(), msgs.as_mut_ptr(), count, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    })
+}
+
+/// The batched call itself is unavailable, as opposed to failing for this socket.
+fn refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM | libc::EOPNOTSUPP))
+}
+
+fn from_storage(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(storage.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(a.sin_port))))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let a = unsafe { &*(storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(a.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn to_storage(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_storage.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
+            let s = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            s.sin_family = libc::AF_INET as libc::sa_family_t;
+            s.sin_port = a.port().to_be();
+            s.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
+            let s = unsafe { &mut *(&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            s.sin6_port = a.port().to_be();
+            s.sin6_addr.s6_addr = a.ip().octets();
+            s.sin6_flowinfo = a.flowinfo();
+            s.sin6_scope_id = a.scope_id();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_survive_the_round_trip_through_sockaddr_storage() {
+        for addr in ["127.0.0.1:4433", "[::1]:9", "[fe80::1%2]:65535", "[::ffff:10.0.0.1]:1"] {
+            let addr: SocketAddr = addr.parse().unwrap();
+            assert_eq!(from_storage(&to_storage(addr).0), Some(addr));
+        }
+    }
+}
