@@ -211,6 +211,10 @@ impl Engine {
                     self.awaiting_client_hello = false;
                     self.abort_resends_left = 0;
                 }
+                if records::has_impossible_epoch_zero_record(&datagram) {
+                    self.stats.dropped_invalid += 1;
+                    return;
+                }
                 // A copy of what ended an earlier attempt (the peer repeating its alert, or the
                 // link duplicating it) must not end this one too.
                 if self.fatal_inputs.contains(&datagram) {

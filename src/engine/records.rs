@@ -36,6 +36,36 @@ pub(super) fn renumber_epoch_zero(datagram: &mut [u8], next: &mut u64) {
     }
 }
 
+/// Whether `datagram` holds an epoch-0 record no DTLS 1.2 peer sends: a ChangeCipherSpec
+/// other than the single byte 1, an alert that is not 2 bytes, a handshake record too short
+/// for its header, or application data before any keys exist. OpenSSL aborts the handshake on
+/// such a record; since it carries no MAC it is as likely damage as anything, so the engine
+/// drops the datagram instead and lets retransmission bring a good copy.
+pub(super) fn has_impossible_epoch_zero_record(datagram: &[u8]) -> bool {
+    const CHANGE_CIPHER_SPEC: u8 = 20;
+    const ALERT: u8 = 21;
+    const APPLICATION_DATA: u8 = 23;
+    let mut at = 0;
+    while let Some(header) = datagram.get(at..at + RECORD_HEADER) {
+        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
+        let body = datagram.get(at + RECORD_HEADER..at + RECORD_HEADER + length);
+        if header[3..5] == [0, 0] {
+            let impossible = match (header[0], body) {
+                (CHANGE_CIPHER_SPEC, Some(body)) => body != [1],
+                (ALERT, _) => length != 2,
+                (HANDSHAKE, _) => length < 12,
+                (APPLICATION_DATA, _) => true,
+                _ => false,
+            };
+            if impossible {
+                return true;
+            }
+        }
+        at += RECORD_HEADER + length;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,6 +84,40 @@ mod tests {
         second_fragment[21] = 40;
         assert!(!starts_with_client_hello(&second_fragment));
         assert!(!starts_with_client_hello(&hello[..20]));
+    }
+
+    fn record(content: u8, epoch: u8, body: &[u8]) -> Vec<u8> {
+        let mut r = vec![content, 0xfe, 0xfd, 0, epoch, 0, 0, 0, 0, 0, 1];
+        r.extend_from_slice(&u16::try_from(body.len()).unwrap().to_be_bytes());
+        r.extend_from_slice(body);
+        r
+    }
+
+    #[test]
+    fn records_no_peer_sends_in_epoch_zero_are_recognised() {
+        let ccs = record(20, 0, &[1]);
+        let finished = record(22, 1, &[7; 40]);
+        assert!(!has_impossible_epoch_zero_record(
+            &[ccs.clone(), finished.clone()].concat()
+        ));
+        assert!(!has_impossible_epoch_zero_record(&record(21, 0, &[2, 40])));
+        assert!(!has_impossible_epoch_zero_record(&record(22, 0, &[0; 12])));
+        for bad in [
+            record(20, 0, &[2]),
+            record(20, 0, &[1, 1]),
+            record(21, 0, &[2]),
+            record(22, 0, &[1; 5]),
+            record(23, 0, b"data"),
+        ] {
+            assert!(
+                has_impossible_epoch_zero_record(&[finished.clone(), bad.clone()].concat()),
+                "{bad:?}"
+            );
+            // The same records in epoch 1 are OpenSSL's to judge (they carry a MAC).
+            let mut later = bad.clone();
+            later[4] = 1;
+            assert!(!has_impossible_epoch_zero_record(&later), "{later:?}");
+        }
     }
 
     #[test]
