@@ -14,7 +14,7 @@ use super::identity::Identity;
 use super::waker::Waker;
 use crate::config::{Config, Role};
 use crate::driver::{self, Progress, Received, Sent};
-use crate::engine::Engine;
+use crate::engine::{Engine, SendError};
 use crate::identity::parse_node_id;
 
 /// One DTLS connection driven on the I/O thread.
@@ -113,7 +113,7 @@ impl Connection {
         match py.detach(|| self.inner.send(data)) {
             Ok(Sent::Done) => Ok(true),
             Ok(Sent::Busy) => Ok(false),
-            Err(e) => Err(send_error(e)),
+            Err(e) => Err(self.refused(e)),
         }
     }
 
@@ -139,7 +139,7 @@ impl Connection {
             .map(|m| m.cast_into::<PyBytes>().map_err(PyErr::from))
             .collect::<PyResult<Vec<_>>>()?;
         let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
-        py.detach(|| self.inner.send_many(&slices)).map_err(send_error)
+        py.detach(|| self.inner.send_many(&slices)).map_err(|e| self.refused(e))
     }
 
     /// Up to `max_messages` queued messages (oldest first), or None if none is queued;
@@ -241,5 +241,16 @@ impl Connection {
         dropped.set_item("queue_full", s.dropped_queue_full)?;
         d.set_item("dropped", dropped)?;
         Ok(d)
+    }
+}
+
+impl Connection {
+    /// The exception for a refused send: once the handshake failed or the session ended, the
+    /// same one (and message) `recv()` gives, rather than a bare "closed".
+    fn refused(&self, e: SendError) -> PyErr {
+        match (e, self.inner.progress()) {
+            (SendError::Closed, ended_progress @ (Progress::Failed(_) | Progress::Closed(_))) => ended(&ended_progress),
+            (e, _) => send_error(e),
+        }
     }
 }

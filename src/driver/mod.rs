@@ -142,7 +142,17 @@ impl Connection {
     ) -> io::Result<Self> {
         let local = socket::bound_address(&socket)?;
         let destination = socket::destination_for(local, remote)?;
-        let connected_socket = socket.peer_addr().is_ok();
+        let connected_socket = match socket.peer_addr() {
+            // A connected socket can talk to no one else: a different peer would only time out.
+            Ok(connected) if !socket::same_peer(connected, destination) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("the socket is connected to {connected}, not to the remote address {remote}"),
+                ))
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
         socket.set_nonblocking(true)?;
         let socket = {
             let _guard = runtime().enter();
@@ -275,6 +285,11 @@ impl Connection {
             let mut inner = lock(&self.peer.inner);
             inner.engine.close();
             self.peer.pump(&mut inner);
+            // Closed before the I/O thread started the engine: it had no handshake to fail,
+            // but a pending handshake() must still learn that it is over.
+            if inner.progress == Progress::Pending {
+                inner.progress = Progress::Failed(HandshakeFailure::Closed);
+            }
             inner.stopped = true;
             inner.socket = None;
         }

@@ -39,12 +39,27 @@ const EARLY_DATAGRAMS: usize = 64;
 /// Largest DTLS record plaintext.
 const MAX_PLAINTEXT: usize = 16_384;
 
-const CONTENT_APPLICATION_DATA: u8 = 23;
-
 /// Whether a datagram can be a DTLS 1.x record (RFC 7983: first byte 20..=63 is DTLS; we
 /// also require the 13-byte header and a DTLS version major byte).
 pub fn looks_like_dtls(datagram: &[u8]) -> bool {
     datagram.len() >= 13 && (20..=25).contains(&datagram[0]) && datagram[1] == 0xfe
+}
+
+/// Whether a datagram holds an encrypted record (epoch > 0) too short to carry the AEAD's
+/// explicit nonce and tag. OpenSSL does not drop such a record quietly like other bad ones:
+/// it fails the session with an internal_error alert, so one forged datagram from anyone who
+/// can spoof the peer's address would end an established session.
+fn has_short_encrypted_record(datagram: &[u8], min_len: usize) -> bool {
+    let mut rest = datagram;
+    while rest.len() >= 13 {
+        let epoch = u16::from_be_bytes([rest[3], rest[4]]);
+        let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+        if epoch != 0 && len < min_len {
+            return true;
+        }
+        rest = rest.get(13 + len..).unwrap_or_default();
+    }
+    false
 }
 
 /// One DTLS 1.2 association with one peer.
@@ -242,9 +257,18 @@ impl Engine {
                     self.stats.dropped_new_handshake += 1;
                     return;
                 }
-                let is_data = datagram[0] == CONTENT_APPLICATION_DATA;
+                if has_short_encrypted_record(&datagram, self.min_encrypted_len()) {
+                    self.stats.dropped_invalid += 1;
+                    return;
+                }
                 self.stream.get_mut().push_incoming(datagram);
-                if self.read_records() == 0 && is_data && self.state == State::Established {
+                let answers = self.stream.get_ref().outgoing_len();
+                // Delivered nothing, ended nothing and needed no answer (a genuine repeat of the
+                // peer's last flight gets ours again): OpenSSL discarded it, whatever its type.
+                if self.read_records() == 0
+                    && self.state == State::Established
+                    && self.stream.get_ref().outgoing_len() == answers
+                {
                     self.stats.dropped_invalid += 1;
                 }
             }
@@ -398,6 +422,15 @@ impl Engine {
     /// The negotiated cipher suite (OpenSSL name), once connected.
     pub fn cipher(&self) -> Option<&'static str> {
         (self.state == State::Established).then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
+    }
+
+    /// The shortest valid encrypted record body for the negotiated suite: AES-GCM carries an
+    /// 8-byte explicit nonce and a 16-byte tag, ChaCha20-Poly1305 only the tag.
+    fn min_encrypted_len(&self) -> usize {
+        match self.stream.ssl().current_cipher().map(|c| c.name()) {
+            Some(name) if name.contains("GCM") => 24,
+            _ => 16,
+        }
     }
 
     /// The negotiated protocol version ("DTLSv1.2"), once connected.

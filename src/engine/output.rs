@@ -114,7 +114,8 @@ pub struct Stats {
     pub messages_out: u64,
     /// Datagrams that were not DTLS records (late hole-punch packets, noise).
     pub dropped_not_dtls: u64,
-    /// Application records OpenSSL discarded (bad MAC, replay, truncation).
+    /// Datagrams an established session discarded: bad MAC, replay, truncation, forged or
+    /// stale records of any type (a ClientHello, a duplicate handshake flight).
     pub dropped_invalid: u64,
     /// Datagrams that arrived before `start` beyond what is kept.
     pub dropped_early: u64,

@@ -20,6 +20,11 @@ impl DatagramPipe {
         self.incoming.clear();
     }
 
+    /// Datagrams produced and not yet collected.
+    pub(crate) fn outgoing_len(&self) -> usize {
+        self.outgoing.len()
+    }
+
     pub(crate) fn pop_outgoing(&mut self) -> Option<Vec<u8>> {
         self.outgoing.pop_front()
     }

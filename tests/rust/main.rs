@@ -8,3 +8,4 @@ mod garbage;
 mod handshake;
 mod pinning;
 mod policy;
+mod random_input;

@@ -1,6 +1,8 @@
 //! Shared harness: a pair of engines joined by a scripted in-memory link.
 #![allow(dead_code)]
 
+pub mod datagram_ops;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
