@@ -444,3 +444,156 @@ async def test_send_rejects_empty_and_non_bytes(connected_pair: Pair) -> None:
     # Refused messages leave the connection working.
     await a.send(b"fine")
     assert await recv_within(b) == b"fine"
+
+
+# -- misuse beyond the constructor: other loops, other addresses, concurrency, failed states --
+
+
+def test_remote_port_given_as_bool_is_refused(valid_args: dict[str, Any]) -> None:
+    with pytest.raises(TypeError, match="remote_addr"):
+        DTLSPeerConnection(**{**valid_args, "remote_addr": ("127.0.0.1", True)})
+
+
+async def test_ipv4_peer_through_a_dual_stack_ipv6_socket_works(
+    connection: ConnectionFactory,
+    identity_a: Identity,
+    identity_b: Identity,
+    other_sockets: list[socket.socket],
+) -> None:
+    # An IPv4 remote on an IPv6 socket is reached through its v4-mapped address.
+    sock6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other_sockets.extend((sock6, sock4))
+    sock6.bind(("::", 0))
+    sock4.bind(("127.0.0.1", 0))
+    a = connection(sock6, address(sock4), identity_a, expected_node_id=identity_b.node_id)
+    b = connection(sock4, ("127.0.0.1", address(sock6)[1]), identity_b, expected_node_id=identity_a.node_id)
+    await asyncio.wait_for(asyncio.gather(a.handshake(), b.handshake()), STEP_TIMEOUT)
+    await a.send(b"over the mapped address")
+    assert await recv_within(b) == b"over the mapped address"
+
+
+def test_socket_connected_elsewhere_is_refused(
+    valid_args: dict[str, Any], udp_socket: UdpSocketFactory
+) -> None:
+    # A connected socket only ever talks to its connected address: a different remote_addr
+    # could never be reached, so it is refused up front rather than timing out.
+    other = udp_socket(socket.AF_INET)
+    sock = valid_args["sock"]
+    sock.connect(address(other))
+    with pytest.raises(ValueError, match="connected"):
+        DTLSPeerConnection(**valid_args)
+
+
+async def test_a_connection_used_from_a_second_event_loop_is_refused(connected_pair: Pair) -> None:
+    a = connected_pair.a
+
+    def other_loop() -> None:
+        async def use() -> None:
+            # Nothing is queued, so recv() must wait: on a loop the connection is not bound to.
+            await a.recv()
+
+        asyncio.run(use())
+
+    with pytest.raises(RuntimeError, match="event loop"):
+        await asyncio.to_thread(other_loop)
+    # The connection still works on its own loop.
+    await a.send(b"from the right loop")
+    assert await recv_within(connected_pair.b) == b"from the right loop"
+
+
+async def test_failed_handshake_gives_the_same_error_on_every_later_call(
+    make_pair: PairFactory, identity_c: Identity
+) -> None:
+    pair = make_pair(
+        socket.AF_INET,
+        options_a={"expected_node_id": identity_c.node_id, "role": "client"},
+        options_b={"role": "server"},
+    )
+    first, _ = await asyncio.wait_for(
+        asyncio.gather(pair.a.handshake(), pair.b.handshake(), return_exceptions=True), STEP_TIMEOUT
+    )
+    assert isinstance(first, PeerVerificationError), first
+    for attempt in ("handshake", "send", "recv"):
+        with pytest.raises(PeerVerificationError) as later:
+            if attempt == "handshake":
+                await pair.a.handshake()
+            elif attempt == "send":
+                await pair.a.send(b"x")
+            else:
+                await pair.a.recv()
+        assert str(later.value) == str(first), attempt
+
+
+async def test_send_after_the_peer_closed_says_so(connected_pair: Pair) -> None:
+    a, b = connected_pair.a, connected_pair.b
+    await b.close()
+    with pytest.raises(ConnectionClosed, match="peer closed"):
+        await asyncio.wait_for(a.recv(), STEP_TIMEOUT)
+    with pytest.raises(ConnectionClosed, match="peer closed"):
+        await a.send(b"too late")
+
+
+async def test_concurrent_handshake_calls_all_complete(make_pair: PairFactory) -> None:
+    pair = make_pair(socket.AF_INET)
+    await asyncio.wait_for(
+        asyncio.gather(*(pair.a.handshake() for _ in range(5)), *(pair.b.handshake() for _ in range(5))),
+        STEP_TIMEOUT,
+    )
+    assert pair.a.is_established and pair.b.is_established
+
+
+async def test_close_wakes_every_pending_call(connected_pair: Pair, udp_pair: UdpPairFactory) -> None:
+    a = connected_pair.a
+    receivers = [asyncio.ensure_future(a.recv()) for _ in range(5)]
+    await asyncio.sleep(0.01)
+    closers = [asyncio.ensure_future(a.close()) for _ in range(3)]
+    results = await asyncio.wait_for(
+        asyncio.gather(*receivers, *closers, return_exceptions=True), STEP_TIMEOUT
+    )
+    assert all(isinstance(r, ConnectionClosed) for r in results[:5]), results
+    assert results[5:] == [None, None, None]
+
+
+async def test_concurrent_sends_and_recvs_while_the_peer_closes(connected_pair: Pair) -> None:
+    a, b = connected_pair.a, connected_pair.b
+
+    async def keep_sending() -> int:
+        sent = 0
+        with pytest.raises(ConnectionClosed):
+            for i in range(100_000):
+                await a.send(b"%d" % i)
+                sent += 1
+                await asyncio.sleep(0)
+        return sent
+
+    async def keep_receiving() -> int:
+        got = 0
+        with pytest.raises(ConnectionClosed):
+            for _ in range(100_000):
+                await a.recv()
+                got += 1
+        return got
+
+    tasks = [asyncio.ensure_future(keep_sending()) for _ in range(3)]
+    tasks += [asyncio.ensure_future(keep_receiving()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    await b.close()
+    await asyncio.wait_for(asyncio.gather(*tasks), STEP_TIMEOUT)
+    assert not a.is_established
+
+
+async def test_properties_and_stats_after_close_do_not_raise(connected_pair: Pair) -> None:
+    a = connected_pair.a
+    peer = a.peer_node_id
+    await a.close()
+    assert a.peer_node_id == peer
+    assert a.role in ("client", "server")
+    assert a.local_address[1] > 0 and a.remote_address[1] > 0
+    assert a.max_message_size > 0
+    assert not a.is_established
+    stats = a.stats()
+    assert stats["messages_in"] >= 0 and "dropped" in stats
+    assert "closed" in repr(a)
+    a.close_nowait()

@@ -122,9 +122,6 @@ def corrupted_copies(record: bytes) -> dict[str, bytes]:
         f"header byte {i} bit {bit}": record[:i] + bytes([record[i] ^ (1 << bit)]) + record[i + 1 :]
         for i in (0, 1, 2, 3, 4, 5, 8, 10, 11, 12)
         for bit in (0, 7)
-        # Type 23 -> 22 makes an encrypted handshake record: OpenSSL discards it without a
-        # trace the engine can count apart from a genuine retransmission (tested separately).
-        if (i, bit) != (0, 0)
     }
     return {
         "bad MAC (last byte)": record[:-1] + bytes([record[-1] ^ 0x01]),
@@ -133,6 +130,9 @@ def corrupted_copies(record: bytes) -> dict[str, bytes]:
         "truncated to the header": record[:13],
         "one byte short": record[:-1],
         "one byte long": record + b"\x00",
+        # A consistent header around a body shorter than AES-GCM's nonce and tag (OpenSSL
+        # would end the session over it rather than drop it).
+        "too short for the AEAD": record[:11] + (16).to_bytes(2, "big") + record[13:29],
         **flipped,
     }
 
@@ -168,23 +168,6 @@ async def test_corrupted_records_are_dropped_and_counted_and_the_session_goes_on
     assert await recv_within(pair.b) == b"after the forgeries"
     await pair.b.send(b"reply")
     assert await recv_within(pair.a) == b"reply"
-
-
-async def test_forged_handshake_record_in_a_session_is_harmless(
-    make_impaired_pair: ImpairedPairFactory,
-) -> None:
-    pair = await make_impaired_pair(socket.AF_INET, seed=4)
-    await asyncio.wait_for(asyncio.gather(pair.a.handshake(), pair.b.handshake()), STEP_TIMEOUT)
-    await pair.a.send(b"genuine record")
-    assert await recv_within(pair.b) == b"genuine record"
-    record = next(d for direction, d in reversed(pair.link.capture) if direction == "a_to_b")
-    before = pair.b.stats()
-    for _ in range(50):
-        pair.link.inject("a_to_b", bytes([22]) + record[1:])
-    await pair.a.send(b"after")
-    assert await recv_within(pair.b) == b"after"
-    assert pair.b.stats()["messages_in"] == before["messages_in"] + 1
-    assert pair.b.is_established and pair.a.is_established
 
 
 async def test_peer_vanishing_mid_handshake_raises_handshake_timeout(

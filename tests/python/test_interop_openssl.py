@@ -291,8 +291,9 @@ def s_server_argv(
     *,
     cipher: str | None = SUITE,
     extra: Sequence[str] = (),
+    protocol: str = "-dtls1_2",
 ) -> list[str]:
-    argv = [openssl, "s_server", "-dtls1_2", "-accept", f"{LOOPBACK}:{port}"]
+    argv = [openssl, "s_server", protocol, "-accept", f"{LOOPBACK}:{port}"]
     argv += ["-cert", str(creds.cert), "-key", str(creds.key)]
     # Require a client certificate and accept only `trusted` (self-signed, so it is its own CA).
     argv += ["-Verify", "1", "-verify_return_error", "-CAfile", str(trusted.cert)]
@@ -303,18 +304,25 @@ def s_server_argv(
 
 
 def s_client_argv(
-    openssl: str, port: int, bind_port: int, creds: Credentials, trusted: Credentials
+    openssl: str,
+    port: int,
+    bind_port: int,
+    creds: Credentials,
+    trusted: Credentials,
+    *,
+    cipher: str = SUITE,
+    protocol: str = "-dtls1_2",
 ) -> list[str]:
     argv = [
         openssl,
         "s_client",
-        "-dtls1_2",
+        protocol,
         "-connect",
         f"{LOOPBACK}:{port}",
         "-bind",
         f"{LOOPBACK}:{bind_port}",
     ]
-    argv += ["-cert", str(creds.cert), "-key", str(creds.key), "-cipher", SUITE, "-mtu", str(MTU)]
+    argv += ["-cert", str(creds.cert), "-key", str(creds.key), "-cipher", cipher, "-mtu", str(MTU)]
     argv += ["-verify_return_error", "-CAfile", str(trusted.cert)]
     return argv
 
@@ -611,3 +619,55 @@ async def test_server_refuses_s_client(
             # The tool got our alert and gave up at once rather than retransmitting.
             assert await tool.wait_exit() != 0
             await tool.expect(f"SSL alert number {alert}".encode(), stream="stderr")
+
+
+# -- downgrades: a tool offering less than our policy, in either role -------------------
+
+# (protocol flag, cipher list): what a downgrading peer offers. DTLS 1.0 needs security
+# level 0 in OpenSSL 3 (SHA-1 signatures), so that case allows everything else.
+DOWNGRADES = {
+    "dtls1.0-only": ("-dtls1", "ALL:@SECLEVEL=0"),
+    "cbc-only": ("-dtls1_2", "ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA"),
+    "rsa-suites-only": ("-dtls1_2", "ECDHE-RSA-AES128-GCM-SHA256:AES128-GCM-SHA256:AES256-SHA"),
+}
+
+
+@pytest.mark.parametrize("downgrade", list(DOWNGRADES))
+async def test_server_refuses_a_downgrading_s_client(
+    openssl: str, local: Local, tmp_path: Path, downgrade: str
+) -> None:
+    protocol, cipher = DOWNGRADES[downgrade]
+    tool_creds = make_tool_credentials(openssl, "req-pkcs8", tmp_path / "tool")
+    tool_port = free_udp_port()
+    async with connection(local, tool_port, tool_creds.node_id, "server") as conn:
+        port = conn.local_address[1]
+        argv = s_client_argv(
+            openssl, port, tool_port, tool_creds, local.creds, cipher=cipher, protocol=protocol
+        )
+        async with run_tool(argv) as tool:
+            error = await refused_handshake(conn)
+            assert not isinstance(error, PeerVerificationError), f"{error!r}{tool.transcript()}"
+            assert conn.stats()["messages_in"] == 0
+            assert await tool.wait_exit() != 0, tool.transcript()
+            assert b"Cipher is (NONE)" in tool.stdout or b"alert" in tool.stderr, tool.transcript()
+
+
+@pytest.mark.parametrize("downgrade", list(DOWNGRADES))
+async def test_client_refuses_a_downgrading_s_server(
+    openssl: str, local: Local, tmp_path: Path, downgrade: str
+) -> None:
+    protocol, cipher = DOWNGRADES[downgrade]
+    tool_creds = make_tool_credentials(openssl, "req-pkcs8", tmp_path / "tool")
+    port = free_udp_port()
+    argv = s_server_argv(openssl, port, tool_creds, local.creds, cipher=cipher, protocol=protocol)
+    async with run_tool(argv) as tool:
+        await tool.expect(b"ACCEPT\n")
+        async with connection(local, port, tool_creds.node_id, "client") as conn:
+            error = await refused_handshake(conn)
+            assert not isinstance(error, PeerVerificationError), f"{error!r}{tool.transcript()}"
+            assert conn.stats()["messages_in"] == 0
+        await tool.wait_exit()
+        # The tool saw why: no shared cipher, or no protocol both speak.
+        assert re.search(rb"no shared cipher|unsupported protocol|version", bytes(tool.stderr)), (
+            tool.transcript()
+        )
