@@ -45,23 +45,6 @@ pub fn looks_like_dtls(datagram: &[u8]) -> bool {
     datagram.len() >= 13 && (20..=25).contains(&datagram[0]) && datagram[1] == 0xfe
 }
 
-/// Whether a datagram holds an encrypted record (epoch > 0) too short to carry the AEAD's
-/// explicit nonce and tag. OpenSSL does not drop such a record quietly like other bad ones:
-/// it fails the session with an internal_error alert, so one forged datagram from anyone who
-/// can spoof the peer's address would end an established session.
-fn has_short_encrypted_record(datagram: &[u8], min_len: usize) -> bool {
-    let mut rest = datagram;
-    while rest.len() >= 13 {
-        let epoch = u16::from_be_bytes([rest[3], rest[4]]);
-        let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
-        if epoch != 0 && len < min_len {
-            return true;
-        }
-        rest = rest.get(13 + len..).unwrap_or_default();
-    }
-    false
-}
-
 /// One DTLS 1.2 association with one peer.
 pub struct Engine {
     stream: SslStream<DatagramPipe>,
@@ -257,7 +240,7 @@ impl Engine {
                     self.stats.dropped_new_handshake += 1;
                     return;
                 }
-                if has_short_encrypted_record(&datagram, self.min_encrypted_len()) {
+                if records::has_short_encrypted_record(&datagram, self.min_encrypted_len()) {
                     self.stats.dropped_invalid += 1;
                     return;
                 }

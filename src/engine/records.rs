@@ -66,6 +66,22 @@ pub(super) fn has_impossible_epoch_zero_record(datagram: &[u8]) -> bool {
     false
 }
 
+/// Whether a datagram holds an encrypted record (epoch > 0) too short to carry the AEAD's
+/// explicit nonce and tag. OpenSSL does not drop such a record quietly like other bad ones:
+/// it fails the session with an internal_error alert, so one forged datagram from anyone who
+/// can spoof the peer's address would end an established session.
+pub(super) fn has_short_encrypted_record(datagram: &[u8], min_len: usize) -> bool {
+    let mut at = 0;
+    while let Some(header) = datagram.get(at..at + RECORD_HEADER) {
+        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
+        if header[3..5] != [0, 0] && length < min_len {
+            return true;
+        }
+        at += RECORD_HEADER + length;
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
