@@ -1,122 +1,12 @@
-"""Command line: ``python -m dtls_peer demo`` shows the whole job on loopback."""
+"""``python -m dtls_peer``: the command line (see ``dtls_peer.cli``)."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import socket
 import sys
-import time
 
-from . import DTLSPeerConnection, HandshakeError, Identity, PeerVerificationError
+from .cli import main
 
-
-def _udp_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    sock.setblocking(False)
-    return sock
-
-
-async def _hole_punch(loop: asyncio.AbstractEventLoop, me: socket.socket, peer: socket.socket) -> None:
-    """The plaintext exchange a NAT traversal ends with: each side hears the other."""
-    await loop.sock_sendto(me, b"punch", peer.getsockname())
-    await loop.sock_sendto(peer, b"punch", me.getsockname())
-    for sock in (me, peer):
-        data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 64), 2.0)
-        print(f"  {sock.getsockname()[1]} heard {data!r} from port {addr[1]}")
-    # A late punch packet, as NATs and retries produce; the connection will ignore it.
-    await loop.sock_sendto(peer, b"punch", me.getsockname())
-
-
-async def demo() -> int:
-    loop = asyncio.get_running_loop()
-    alice_id, bob_id, mallory_id = Identity.generate(), Identity.generate(), Identity.generate()
-    print(f"alice   node ID {alice_id.node_id}")
-    print(f"bob     node ID {bob_id.node_id}")
-    print(f"mallory node ID {mallory_id.node_id}")
-
-    alice_sock, bob_sock, mallory_sock = _udp_socket(), _udp_socket(), _udp_socket()
-    try:
-        print("1. hole punch (plaintext UDP)")
-        await _hole_punch(loop, alice_sock, bob_sock)
-
-        print("2. upgrade to DTLS 1.2, each side pinning the other's node ID")
-        alice = DTLSPeerConnection(
-            alice_sock, bob_sock.getsockname(), alice_id, expected_node_id=bob_id.node_id
-        )
-        bob = DTLSPeerConnection(
-            bob_sock, alice_sock.getsockname(), bob_id, expected_node_id=alice_id.node_id
-        )
-        started = time.perf_counter()
-        await asyncio.gather(alice.handshake(), bob.handshake())
-        took = (time.perf_counter() - started) * 1000
-        print(f"  handshake done in {took:.1f} ms: {alice.protocol_version} {alice.cipher}")
-        print(f"  alice is the {alice.role}, verified peer {alice.peer_node_id}")
-        print(f"  bob is the {bob.role}, verified peer {bob.peer_node_id}")
-
-        print("3. messages")
-        for text in (b"hello bob", b"how are you?"):
-            await alice.send(text)
-            print(f"  bob got   {await bob.recv()!r}")
-        await bob.send(b"fine, thanks")
-        print(f"  alice got {await alice.recv()!r}")
-        dropped = alice.stats()["dropped"]["not_dtls"]
-        print(f"  alice ignored {dropped} late plaintext punch packet(s)")
-        await alice.close()
-        await bob.close()
-
-        print("4. mallory answers instead of bob")
-        alice2_sock = _udp_socket()
-        try:
-            alice2 = DTLSPeerConnection(
-                alice2_sock,
-                mallory_sock.getsockname(),
-                alice_id,
-                expected_node_id=bob_id.node_id,
-                role="client",
-                handshake_timeout=3.0,
-            )
-            mallory = DTLSPeerConnection(
-                mallory_sock, alice2_sock.getsockname(), mallory_id, expected_node_id=None, role="server"
-            )
-            results = await asyncio.gather(alice2.handshake(), mallory.handshake(), return_exceptions=True)
-            alice_result, mallory_result = results
-            if not isinstance(alice_result, PeerVerificationError):
-                print(f"  UNEXPECTED: alice's handshake gave {alice_result!r}")
-                return 1
-            print(f"  alice refused the peer: {alice_result}")
-            print("  alice falls back to the relay")
-            if isinstance(mallory_result, HandshakeError):
-                print(f"  mallory got no session: {mallory_result}")
-            await alice2.close()
-            await mallory.close()
-        finally:
-            alice2_sock.close()
-    finally:
-        for sock in (alice_sock, bob_sock, mallory_sock):
-            sock.close()
-    print("demo finished")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dtls-peer", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser(
-        "demo", help="two peers on loopback: hole punch, pinned handshake, messages, a rejected impostor"
-    )
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "demo":
-            return asyncio.run(demo())
-    except KeyboardInterrupt:
-        return 130
-    except (OSError, ValueError, HandshakeError) as e:
-        print(f"dtls-peer: error: {e}", file=sys.stderr)
-        return 1
-    return 2
-
+__all__ = ["main"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,310 @@
+"""The ``dtls-peer`` command line, run the way a user runs it: ``python -m dtls_peer`` in a
+subprocess. Sessions talk over loopback through the programs' stdin and stdout; every error
+must be one line on stderr with a non-zero exit status, never a traceback."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+from dtls_peer import Identity, node_id_from_certificate
+
+# Generous bound on any one step (process start-up included) on a loaded machine.
+STEP = 20.0
+NODE_ID = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dtls_peer", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=STEP,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
+    transcript = f"exit {done.returncode}\nstdout: {done.stdout!r}\nstderr: {done.stderr!r}"
+    assert done.returncode == status, transcript
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, transcript
+    assert "Traceback" not in done.stderr, transcript
+    for word in words:
+        assert word in lines[0], transcript
+
+
+class Peer:
+    """A running ``listen``/``connect`` whose stderr is read line by line."""
+
+    def __init__(self, argv: Sequence[str], proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        self.argv = argv
+        self.proc = proc
+        self.stdin = proc.stdin
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.status_lines: list[str] = []
+
+    def transcript(self) -> str:
+        return " ".join(self.argv[3:]) + "\n" + "\n".join(self.status_lines)
+
+    async def status(self, pattern: str) -> re.Match[str]:
+        """Reads stderr until a line matches ``pattern``."""
+        regex = re.compile(pattern)
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.stderr.readline(), STEP)
+            except asyncio.TimeoutError:
+                raise AssertionError(f"no status line matching {pattern!r}:\n{self.transcript()}") from None
+            if not raw:
+                raise AssertionError(f"exited before {pattern!r}:\n{self.transcript()}")
+            line = raw.decode().rstrip("\n")
+            self.status_lines.append(line)
+            assert "Traceback" not in line, self.transcript()
+            found = regex.search(line)
+            if found:
+                return found
+
+    async def say(self, line: bytes) -> None:
+        self.stdin.write(line + b"\n")
+        await self.stdin.drain()
+
+    async def hear(self) -> bytes:
+        return await asyncio.wait_for(self.stdout.readline(), STEP)
+
+    async def exit_status(self) -> int:
+        rest = await asyncio.wait_for(self.stderr.read(), STEP)
+        self.status_lines.extend(rest.decode().splitlines())
+        assert "Traceback" not in rest.decode(), self.transcript()
+        return await asyncio.wait_for(self.proc.wait(), STEP)
+
+
+class Spawn(Protocol):
+    async def __call__(self, *args: str | Path) -> Peer: ...
+
+
+@pytest.fixture
+async def spawn(tmp_path: Path) -> AsyncIterator[Spawn]:
+    started: list[Peer] = []
+
+    async def start(*args: str | Path) -> Peer:
+        argv = [sys.executable, "-m", "dtls_peer", *map(str, args)]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        peer = Peer(argv, proc)
+        started.append(peer)
+        return peer
+
+    yield start
+    for peer in started:
+        if peer.proc.returncode is None:
+            peer.proc.kill()
+            await peer.proc.wait()
+
+
+def keygen(tmp_path: Path, name: str) -> tuple[Path, Path, str]:
+    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    done = run_cli("keygen", "--cert", cert, "--key", key, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return cert, key, done.stdout.strip()
+
+
+# -- keygen and id ------------------------------------------------------------------------
+
+
+def test_keygen_writes_a_loadable_identity_with_a_private_key_file(tmp_path: Path) -> None:
+    cert, key, printed = keygen(tmp_path, "node")
+    assert NODE_ID.fullmatch(printed), printed
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert Identity.load(cert, key).node_id == printed
+    shown = run_cli("id", cert, cwd=tmp_path)
+    assert (shown.returncode, shown.stdout.strip(), shown.stderr) == (0, printed, "")
+
+
+def test_id_reads_der_certificates(tmp_path: Path) -> None:
+    identity = Identity.generate()
+    der = tmp_path / "node.der"
+    der.write_bytes(identity.certificate_der)
+    shown = run_cli("id", der, cwd=tmp_path)
+    assert (shown.returncode, shown.stdout.strip()) == (0, identity.node_id)
+
+
+def test_keygen_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    cert, key, first = keygen(tmp_path, "node")
+    before = (cert.read_bytes(), key.read_bytes())
+    again = run_cli("keygen", "--cert", cert, "--key", key, cwd=tmp_path)
+    assert_one_line_error(again, 1, "refusing to overwrite", "--force")
+    assert (cert.read_bytes(), key.read_bytes()) == before
+    forced = run_cli("keygen", "--cert", cert, "--key", key, "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert forced.stdout.strip() != first
+    assert node_id_from_certificate(cert.read_bytes()) == forced.stdout.strip()
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "words"),
+    [
+        (["id", "missing.crt"], 1, ["missing.crt"]),
+        (["id", "garbage.crt"], 1, ["garbage.crt"]),
+        (["keygen", "--cert", "no/such/dir/a.crt", "--key", "no/such/dir/a.key"], 1, ["no/such/dir"]),
+        (["keygen", "--cert", "same", "--key", "same"], 1, ["different"]),
+        (["keygen", "--cert", "a.crt"], 2, ["--key"]),
+        (["frobnicate"], 2, ["frobnicate"]),
+        ([], 2, ["COMMAND"]),
+        (["connect", "127.0.0.1:9"], 2, ["--peer-id"]),
+        (["connect", "127.0.0.1:9", "--peer-id", "abc"], 2, ["64 hex"]),
+        (["connect", "127.0.0.1", "--peer-id", "a" * 64], 2, ["HOST:PORT"]),
+        (["connect", "127.0.0.1:70000", "--peer-id", "a" * 64], 2, ["70000"]),
+        (["connect", "127.0.0.1:9", "--peer-id", "a" * 64, "--handshake-timeout", "-1"], 2, ["positive"]),
+        (["connect", "127.0.0.1:9", "--peer-id", "a" * 64, "--mtu", "100"], 2, ["256"]),
+        (["connect", "127.0.0.1:9", "--peer-id", "a" * 64, "--cert", "a.crt"], 2, ["--cert and --key"]),
+        (
+            ["connect", "127.0.0.1:9", "--peer-id", "a" * 64, "--cert", "x.crt", "--key", "x.key"],
+            1,
+            ["x.crt"],
+        ),
+        (["connect", "no-such-host.invalid:9", "--peer-id", "a" * 64], 1, ["no-such-host.invalid"]),
+        (["listen", "--port", "9", "--bind", "not-an-ip", "--peer-id", "a" * 64], 1, ["not-an-ip"]),
+    ],
+)
+def test_errors_are_one_line_and_a_non_zero_status(
+    tmp_path: Path, args: list[str], status: int, words: list[str]
+) -> None:
+    (tmp_path / "garbage.crt").write_bytes(b"not a certificate")
+    assert_one_line_error(run_cli(*args, cwd=tmp_path), status, *words)
+
+
+@pytest.mark.parametrize("command", [[], ["keygen"], ["id"], ["listen"], ["connect"], ["demo"]])
+def test_help_everywhere(tmp_path: Path, command: list[str]) -> None:
+    done = run_cli(*command, "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: dtls-peer"), done.stdout
+
+
+def test_listening_on_a_port_in_use_is_an_error(tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        done = run_cli("listen", "--bind", "127.0.0.1", "--port", port, "--peer-id", "a" * 64, cwd=tmp_path)
+    assert_one_line_error(done, 1, "cannot bind", str(port))
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+async def test_listen_and_connect_chat_over_stdin_and_stdout(spawn: Spawn, tmp_path: Path) -> None:
+    cert, key, client_id = keygen(tmp_path, "client")
+    # The listener uses a fresh identity and prints its node ID for the other side to pin.
+    server = await spawn("listen", "--bind", "127.0.0.1", "--port", "0", "--peer-id", client_id)
+    server_id = (await server.status(r"this node's ID is ([0-9a-f]{64}) \(fresh")).group(1)
+    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
+    client = await spawn("connect", f"127.0.0.1:{port}", "--peer-id", server_id, "--cert", cert, "--key", key)
+    for peer, other in ((client, server_id), (server, client_id)):
+        found = await peer.status(
+            r"connected to node ([0-9a-f]{64}) \((DTLSv1\.2) (\S+)\), handshake [\d.]+ ms"
+        )
+        assert found.group(1) == other
+        assert found.group(3) == "ECDHE-ECDSA-AES128-GCM-SHA256"
+
+    await client.say(b"hello from the client")
+    assert await server.hear() == b"hello from the client\n"
+    await server.say("grüße zurück".encode())
+    assert await client.hear() == "grüße zurück\n".encode()
+
+    # End of input on one side closes the session (close_notify); both exit cleanly.
+    client.stdin.close()
+    assert await client.exit_status() == 0, client.transcript()
+    assert await server.exit_status() == 0, server.transcript()
+    assert any("the peer closed the connection" in line for line in server.status_lines), server.transcript()
+
+
+async def test_echo_mode_sends_each_message_back(spawn: Spawn, tmp_path: Path) -> None:
+    server_cert, server_key, server_id = keygen(tmp_path, "server")
+    client_cert, client_key, client_id = keygen(tmp_path, "client")
+    server = await spawn(
+        "listen", "--bind", "::1", "--port", "0", "--peer-id", client_id, "--echo",
+        "--cert", server_cert, "--key", server_key,
+    )  # fmt: skip
+    port = (await server.status(r"listening on UDP \[::1\]:(\d+)")).group(1)
+    client = await spawn(
+        "connect", f"[::1]:{port}", "--peer-id", server_id, "--cert", client_cert, "--key", client_key
+    )
+    await client.status("connected to node")
+    for line in (b"one", b"two", b"three"):
+        await client.say(line)
+        assert await client.hear() == line + b"\n"
+    client.stdin.close()
+    assert await client.exit_status() == 0
+    assert await server.exit_status() == 0
+
+
+async def test_pin_mismatch_fails_on_both_sides(spawn: Spawn, tmp_path: Path) -> None:
+    server_cert, server_key, server_id = keygen(tmp_path, "server")
+    client_cert, client_key, client_id = keygen(tmp_path, "client")
+    impostor = Identity.generate().node_id
+    server = await spawn(
+        "listen", "--bind", "127.0.0.1", "--port", "0", "--peer-id", client_id,
+        "--cert", server_cert, "--key", server_key,
+    )  # fmt: skip
+    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
+    # The client expects someone else at that address.
+    client = await spawn(
+        "connect", f"127.0.0.1:{port}", "--peer-id", impostor, "--cert", client_cert, "--key", client_key
+    )
+    assert await client.exit_status() == 4, client.transcript()
+    error = client.status_lines[-1]
+    assert error.startswith("dtls-peer: error: peer verification failed: peer node ID mismatch"), error
+    assert impostor in error and server_id in error
+    assert await server.exit_status() == 1, server.transcript()
+    assert server.status_lines[-1].startswith("dtls-peer: error: the peer aborted the handshake"), (
+        server.transcript()
+    )
+
+
+async def test_an_unreachable_peer_is_a_handshake_timeout(spawn: Spawn, tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        port = silent.getsockname()[1]
+        client = await spawn(
+            "connect", f"127.0.0.1:{port}", "--peer-id", "a" * 64, "--handshake-timeout", "0.5"
+        )
+        assert await client.exit_status() == 3, client.transcript()
+    error = client.status_lines[-1]
+    assert error == "dtls-peer: error: handshake timed out (is the peer running and reachable?)", error
+
+
+async def test_a_terminated_session_still_closes_cleanly(spawn: Spawn, tmp_path: Path) -> None:
+    server_cert, server_key, server_id = keygen(tmp_path, "server")
+    client_cert, client_key, client_id = keygen(tmp_path, "client")
+    server = await spawn(
+        "listen", "--bind", "127.0.0.1", "--port", "0", "--peer-id", client_id, "--echo",
+        "--cert", server_cert, "--key", server_key,
+    )  # fmt: skip
+    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
+    client = await spawn(
+        "connect", f"127.0.0.1:{port}", "--peer-id", server_id, "--cert", client_cert, "--key", client_key
+    )
+    await client.status("connected to node")
+    client.proc.terminate()
+    assert await client.exit_status() == 128 + signal.SIGTERM, client.transcript()
+    # SIGTERM sent close_notify on the way out, so the listener ends at once, not by timeout.
+    assert await server.exit_status() == 0, server.transcript()
+    assert "the peer closed the connection" in server.status_lines[-1], server.transcript()
