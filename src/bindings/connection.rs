@@ -228,6 +228,7 @@ impl Connection {
         d.set_item("messages_out", e.messages_out)?;
         d.set_item("retransmissions", e.retransmissions)?;
         d.set_item("handshake_attempts", e.handshake_attempts)?;
+        d.set_item("peer_restarts", e.peer_restarts)?;
         d.set_item("send_errors", s.send_errors)?;
         d.set_item("handshake_duration", e.handshake_duration.map(|t| t.as_secs_f64()))?;
         let dropped = PyDict::new(py);

@@ -384,6 +384,7 @@ impl Peer {
     /// (which could reorder messages). True if the application should be woken.
     fn receive(&self, inner: &mut Inner, socket: &Sock) -> bool {
         let now = Instant::now();
+        let deadline = inner.engine.poll_timeout();
         let mut changed = false;
         let mut read = 0;
         batch_io::with_recv_batch(|batch| {
@@ -409,6 +410,11 @@ impl Peer {
                 }
             }
         });
+        // A datagram read on the application's thread can give the engine a timer (a new
+        // handshake from a restarted peer); the task must learn of it to run it.
+        if inner.engine.poll_timeout() != deadline {
+            self.wake_task.notify_one();
+        }
         changed
     }
 

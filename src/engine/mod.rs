@@ -14,6 +14,7 @@ mod output;
 mod pipe;
 mod records;
 mod restart;
+mod successor;
 mod timer;
 
 use std::collections::VecDeque;
@@ -36,6 +37,8 @@ type Session = (SslStream<DatagramPipe>, Arc<Pin>, Arc<TimerState>);
 
 /// Datagrams kept while `Idle` (the peer may start before we do).
 const EARLY_DATAGRAMS: usize = 64;
+/// HelloRequests a restarted server sends to a peer still using the old session.
+const HELLO_REQUESTS: u32 = 8;
 /// Largest DTLS record plaintext.
 const MAX_PLAINTEXT: usize = 16_384;
 
@@ -73,6 +76,16 @@ pub struct Engine {
     fatal_inputs: VecDeque<Vec<u8>>,
     /// The sequence number given to the next epoch-0 record from the peer (see `records`).
     next_epoch_zero_record: u64,
+    /// A server has taken in a ClientHello (before that, later-epoch records come from a
+    /// session the peer still has with our previous incarnation).
+    client_hello_seen: bool,
+    /// HelloRequests a fresh server may still send to such a peer.
+    hello_requests_left: u32,
+    /// A new handshake the peer started while this session is established (`successor`).
+    successor: Option<Box<Self>>,
+    successor_started: Option<Instant>,
+    /// The ClientHello random that opened this engine, when it is a successor.
+    opened_by: Option<[u8; 32]>,
     /// Retransmissions counted by the timers of earlier attempts.
     earlier_retransmissions: u64,
     early: VecDeque<Vec<u8>>,
@@ -108,6 +121,16 @@ impl Engine {
         config.validate()?;
         u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?;
         let context = policy::context(identity, &config)?;
+        Self::from_context(context, role, expected_node_id, config)
+    }
+
+    /// An engine on an existing context (the identity and policy are in it).
+    fn from_context(
+        context: SslContext,
+        role: Role,
+        expected_node_id: Option<String>,
+        config: Config,
+    ) -> Result<Self, ConfigError> {
         let (stream, pin, timer) = Self::attempt_session(&context, role, &config, &expected_node_id)
             .map_err(|e| ConfigError::OpenSsl(e.to_string()))?;
         Ok(Self {
@@ -128,6 +151,11 @@ impl Engine {
             restarted_at: None,
             next_epoch_zero_record: 0,
             fatal_inputs: VecDeque::new(),
+            client_hello_seen: false,
+            hello_requests_left: HELLO_REQUESTS,
+            successor: None,
+            successor_started: None,
+            opened_by: None,
             earlier_retransmissions: 0,
             early: VecDeque::new(),
             events: VecDeque::new(),
@@ -209,6 +237,12 @@ impl Engine {
                     self.awaiting_client_hello = false;
                     self.abort_resends_left = 0;
                 }
+                if self.role == Role::Server && !self.client_hello_seen {
+                    if !records::is_epoch_zero(&datagram) {
+                        return self.ask_for_new_handshake();
+                    }
+                    self.client_hello_seen = records::starts_with_client_hello(&datagram);
+                }
                 if records::has_impossible_epoch_zero_record(&datagram) {
                     self.stats.dropped_invalid += 1;
                     return;
@@ -233,11 +267,7 @@ impl Engine {
                 }
             }
             State::Established => {
-                // A restarted peer starts over with a ClientHello. It is unauthenticated, so
-                // it cannot end this session (anyone could send one); it is counted so the
-                // application can notice, and the peer's new handshake times out.
-                if records::starts_with_client_hello(&datagram) {
-                    self.stats.dropped_new_handshake += 1;
+                if self.route_new_handshake(now, &datagram) {
                     return;
                 }
                 if records::has_short_encrypted_record(&datagram, self.min_encrypted_len()) {
@@ -261,6 +291,9 @@ impl Engine {
 
     /// Retransmits or gives up when a deadline from `poll_timeout` has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Established {
+            return self.successor_timeout(now);
+        }
         if self.state != State::Handshaking {
             return;
         }
@@ -338,7 +371,10 @@ impl Engine {
 
     /// The next datagram to send to the peer.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let datagram = self.stream.get_mut().pop_outgoing()?;
+        let datagram = match self.stream.get_mut().pop_outgoing() {
+            Some(datagram) => datagram,
+            None => self.successor.as_mut()?.stream.get_mut().pop_outgoing()?,
+        };
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += datagram.len() as u64;
         Some(datagram)
@@ -351,6 +387,9 @@ impl Engine {
 
     /// When `handle_timeout` must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.state == State::Established {
+            return self.successor.as_ref()?.poll_timeout();
+        }
         if self.state != State::Handshaking {
             return None;
         }
@@ -577,6 +616,17 @@ impl Engine {
                 }
             }
             Err(e) => self.end_handshake(HandshakeFailure::Protocol(e.to_string())),
+        }
+    }
+
+    /// A peer sends records of a session we no longer have: we restarted, it did not.
+    /// Ask it for a new handshake (bounded; see `successor`).
+    fn ask_for_new_handshake(&mut self) {
+        self.stats.dropped_stale_handshake += 1;
+        if self.hello_requests_left > 0 {
+            self.hello_requests_left -= 1;
+            let seq = u64::from(HELLO_REQUESTS - self.hello_requests_left);
+            self.stream.get_mut().push_outgoing(records::hello_request(seq));
         }
     }
 

@@ -121,10 +121,14 @@ pub struct Stats {
     pub dropped_early: u64,
     /// Datagrams that arrived after the session ended.
     pub dropped_after_close: u64,
-    /// Datagrams from an abandoned handshake attempt, answered with our alert instead.
+    /// Datagrams from an abandoned handshake attempt or from a session this side no longer
+    /// has (answered with our alert or a HelloRequest).
     pub dropped_stale_handshake: u64,
-    /// ClientHellos that arrived on an established session (a restarted peer, or a forgery).
+    /// New handshakes on an established session that did not replace it: refused by the
+    /// pin, failed, timed out, or started too soon after the previous one (see `successor`).
     pub dropped_new_handshake: u64,
+    /// Times the peer restarted and its new, verified handshake replaced the session.
+    pub peer_restarts: u64,
     /// Handshake attempts so far (more than 1 when a corrupted or aborted attempt was
     /// started again; see `HandshakeFailure`).
     pub handshake_attempts: u64,

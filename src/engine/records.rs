@@ -16,6 +16,42 @@ pub(super) fn starts_with_client_hello(datagram: &[u8]) -> bool {
         && datagram[19..22] == [0, 0, 0]
 }
 
+/// The client random of the ClientHello that starts `datagram`, if it does.
+pub(super) fn client_hello_random(datagram: &[u8]) -> Option<[u8; 32]> {
+    // After the headers: client_version (2 bytes), then the 32-byte random.
+    starts_with_client_hello(datagram)
+        .then(|| datagram.get(27..59)?.try_into().ok())
+        .flatten()
+}
+
+/// Whether `datagram` is an epoch-0 HelloRequest (a server asking for a new handshake).
+pub(super) fn is_hello_request(datagram: &[u8]) -> bool {
+    const HELLO_REQUEST: u8 = 0;
+    datagram.len() >= 25 && datagram[0] == HANDSHAKE && datagram[3..5] == [0, 0] && datagram[13] == HELLO_REQUEST
+}
+
+/// A HelloRequest record with sequence number `seq` (epoch 0, empty body).
+pub(super) fn hello_request(seq: u64) -> Vec<u8> {
+    let mut record = vec![HANDSHAKE, 0xfe, 0xfd, 0, 0];
+    record.extend_from_slice(&seq.to_be_bytes()[2..]);
+    record.extend_from_slice(&[0, 12]);
+    // msg_type 0, length 0, message_seq 0, fragment_offset 0, fragment_length 0.
+    record.extend_from_slice(&[0; 12]);
+    record
+}
+
+/// Whether `datagram` carries handshake traffic rather than records of an established
+/// session: anything in epoch 0, or a handshake record (Finished) in a later epoch, which an
+/// established session without renegotiation never receives.
+pub(super) fn is_handshake_traffic(datagram: &[u8]) -> bool {
+    datagram.len() >= RECORD_HEADER && (datagram[3..5] == [0, 0] || datagram[0] == HANDSHAKE)
+}
+
+/// Whether the first record of `datagram` is from epoch 0.
+pub(super) fn is_epoch_zero(datagram: &[u8]) -> bool {
+    datagram.len() >= RECORD_HEADER && datagram[3..5] == [0, 0]
+}
+
 /// Gives every epoch-0 record in `datagram` the next number from `next`.
 ///
 /// Epoch-0 records carry no MAC, so a corrupted sequence number is accepted as it is and moves
@@ -100,6 +136,18 @@ mod tests {
         second_fragment[21] = 40;
         assert!(!starts_with_client_hello(&second_fragment));
         assert!(!starts_with_client_hello(&hello[..20]));
+    }
+
+    #[test]
+    fn hello_request_is_recognised_and_routed_as_handshake_traffic() {
+        let request = hello_request(3);
+        assert_eq!(request.len(), 25);
+        assert!(is_hello_request(&request) && is_handshake_traffic(&request) && is_epoch_zero(&request));
+        assert!(!starts_with_client_hello(&request));
+        assert_eq!(client_hello_random(&request), None);
+        let data = record(23, 1, b"message");
+        assert!(!is_handshake_traffic(&data) && !is_epoch_zero(&data));
+        assert!(is_handshake_traffic(&record(22, 1, &[0; 40])));
     }
 
     fn record(content: u8, epoch: u8, body: &[u8]) -> Vec<u8> {

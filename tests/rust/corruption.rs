@@ -163,37 +163,3 @@ fn the_same_failure_three_times_is_final() {
         assert!(stats.handshake_attempts <= 3, "{stats:?}");
     }
 }
-
-#[test]
-fn a_restarted_peer_cannot_end_an_established_session() {
-    let mut p = Pair::new(fast_config());
-    assert!(p.handshake());
-    // The client's app restarts: a fresh engine with the same identity and pin says hello.
-    let mut restarted = dtls_peer::Engine::new(
-        dtls_peer::Role::Client,
-        &p.client_id,
-        Some(p.server_id.node_id().to_owned()),
-        fast_config(),
-    )
-    .unwrap();
-    let now = std::time::Instant::now();
-    restarted.start(now);
-    let hello: Vec<Vec<u8>> = std::iter::from_fn(|| restarted.poll_transmit()).collect();
-    for d in &hello {
-        p.server.handle_datagram(now, d);
-    }
-    p.collect();
-    assert_eq!(p.server.stats().dropped_new_handshake, hello.len() as u64);
-    assert_eq!(p.server.state(), State::Established);
-    // The old session still carries messages; the restarted client's handshake runs to its
-    // deadline and ends with a timeout rather than hanging.
-    p.client.send(b"still here").unwrap();
-    p.collect();
-    p.flush();
-    assert_eq!(Pair::messages(&p.server_events), vec![b"still here".to_vec()]);
-    restarted.handle_timeout(now + fast_config().handshake_timeout);
-    assert_eq!(
-        restarted.poll_event(),
-        Some(Event::HandshakeFailed(HandshakeFailure::Timeout))
-    );
-}

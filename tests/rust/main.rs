@@ -9,3 +9,4 @@ mod handshake;
 mod pinning;
 mod policy;
 mod random_input;
+mod restarted_peer;

@@ -1,0 +1,124 @@
+//! A new handshake from the peer while a session is established: its application restarted
+//! (a phone app killed and reopened on the same address) and lost the old session.
+//!
+//! The new handshake runs beside the live session in an engine of its own. Only when it
+//! completes, with the same pin, does it replace the session; messages not yet read are kept
+//! in order. Until then the old session carries on untouched, so a forged ClientHello (which
+//! anyone who can spoof the address can send) costs a little work and nothing else.
+//!
+//! A restarted *server* waits for a ClientHello that the old client has no reason to send.
+//! When it receives records of a later epoch before any ClientHello, it answers with a
+//! HelloRequest. Our established client takes that as the cue to run a new handshake beside
+//! its session. Other DTLS stacks drop an epoch-0 HelloRequest on an established session.
+
+use std::time::{Duration, Instant};
+
+use super::{records, Engine, Event, State};
+use crate::config::Role;
+
+impl Engine {
+    /// Takes `datagram` if it belongs to a new handshake with the peer; false if it is for
+    /// the established session.
+    pub(super) fn route_new_handshake(&mut self, now: Instant, datagram: &[u8]) -> bool {
+        let opens = match self.role {
+            Role::Server => records::starts_with_client_hello(datagram),
+            Role::Client => records::is_hello_request(datagram),
+        };
+        if opens {
+            let hello = records::client_hello_random(datagram);
+            let same = self.successor.as_ref().is_some_and(|s| s.opened_by == hello);
+            if !same && !self.begin_successor(now, hello) {
+                self.stats.dropped_new_handshake += 1;
+                return true;
+            }
+            if self.role == Role::Client {
+                // The HelloRequest only asked for the ClientHello the new engine has sent.
+                return true;
+            }
+        }
+        let Some(successor) = self.successor.as_mut() else {
+            return opens;
+        };
+        if !records::is_handshake_traffic(datagram) {
+            return false;
+        }
+        successor.process(now, datagram.to_vec());
+        self.settle_successor(now);
+        true
+    }
+
+    /// Starts a new handshake beside the session, unless one started too recently (each
+    /// costs a key exchange and, for a server, a flight sent to the peer's address).
+    fn begin_successor(&mut self, now: Instant, opened_by: Option<[u8; 32]>) -> bool {
+        let spacing = self.config.initial_retransmit_timeout.max(Duration::from_millis(100));
+        if self.successor_started.is_some_and(|t| now < t + spacing) {
+            return false;
+        }
+        let Ok(mut next) = Self::from_context(
+            self.context.clone(),
+            self.role,
+            self.expected_node_id.clone(),
+            self.config.clone(),
+        ) else {
+            return false;
+        };
+        next.opened_by = opened_by;
+        next.start(now);
+        self.successor_started = Some(now);
+        self.successor = Some(Box::new(next));
+        true
+    }
+
+    /// Lets the new handshake's timers run.
+    pub(super) fn successor_timeout(&mut self, now: Instant) {
+        if let Some(successor) = self.successor.as_mut() {
+            successor.handle_timeout(now);
+            self.settle_successor(now);
+        }
+    }
+
+    /// Adopts the new handshake once it completed, or forgets it once it failed.
+    fn settle_successor(&mut self, now: Instant) {
+        let Some(successor) = self.successor.as_mut() else {
+            return;
+        };
+        match successor.state {
+            State::Handshaking => {}
+            State::Established => self.adopt_successor(now),
+            State::Idle | State::Failed | State::Closed => {
+                // Its alert still goes out: the peer (or forger) learns it was refused.
+                for datagram in successor.stream.get_mut().take_outgoing() {
+                    self.stream.get_mut().push_outgoing(datagram);
+                }
+                self.stats.dropped_new_handshake += 1;
+                self.successor = None;
+            }
+        }
+    }
+
+    fn adopt_successor(&mut self, now: Instant) {
+        let Some(mut next) = self.successor.take().map(|s| *s) else {
+            return;
+        };
+        // Its own answers (the final flight) still go out, after anything already queued.
+        while let Some(datagram) = next.stream.get_mut().pop_outgoing() {
+            self.stream.get_mut().push_outgoing(datagram);
+        }
+        let mut pending = self.stream.get_mut().take_outgoing();
+        std::mem::swap(&mut self.stream, &mut next.stream);
+        for datagram in pending.drain(..) {
+            self.stream.get_mut().push_outgoing(datagram);
+        }
+        self.earlier_retransmissions += self.timer.retransmissions() + next.earlier_retransmissions;
+        self.pin = next.pin;
+        self.timer = next.timer;
+        self.peer_node_id = next.peer_node_id;
+        self.peer_certificate = next.peer_certificate;
+        self.stats.handshake_duration = next.stats.handshake_duration;
+        self.stats.peer_restarts += 1;
+        self.successor_started = Some(now);
+        // Messages that came with its final flight follow the ones not read yet.
+        self.events
+            .extend(next.events.into_iter().filter(|e| *e != Event::Connected));
+    }
+}
