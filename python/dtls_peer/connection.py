@@ -400,6 +400,10 @@ def _on_readable(ref: weakref.ref[DTLSPeerConnection]) -> None:
     conn = ref()
     if conn is not None and conn._native.receive_now():
         conn._wake()
+        # The session ended: stop reading, or this connection would keep taking datagrams
+        # meant for a new one on the same socket (what was received stays readable).
+        if not conn._native.is_established and conn._unwatch is not None:
+            conn._unwatch()
 
 
 def _remove_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:

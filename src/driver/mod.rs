@@ -456,6 +456,13 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
             if inner.stopped {
                 break;
             }
+            // A failed handshake is final: once its alert is out, let go of the socket, or this
+            // task would keep taking datagrams meant for a new connection on the same socket.
+            if matches!(inner.progress, Progress::Failed(_)) && inner.outbox.is_empty() {
+                inner.stopped = true;
+                inner.socket = None;
+                break;
+            }
             if inner.caller_reads && registered.is_some() {
                 registered = None;
                 hand_over(&mut inner);

@@ -15,6 +15,7 @@ import time
 import pytest
 from conftest import (
     STEP_TIMEOUT,
+    ConnectionFactory,
     PairFactory,
     UdpPairFactory,
     address,
@@ -22,7 +23,7 @@ from conftest import (
     recv_within,
     wait_until,
 )
-from dtls_peer import ConnectionClosed, DTLSPeerConnection, Identity
+from dtls_peer import ConnectionClosed, DTLSPeerConnection, HandshakeError, Identity
 
 
 def open_fds() -> int:
@@ -193,3 +194,36 @@ async def test_every_decrypted_message_is_received_once_or_counted_as_dropped(
     assert received == sorted(received), "messages were reordered inside the library"
     assert len(received) + stats["dropped"]["queue_full"] == stats["messages_in"]
     await wait_until(lambda: pair.b.is_established, "the session to stay up")
+
+
+@pytest.mark.parametrize("ending", ["handshake failed", "peer closed"])
+async def test_an_ended_connection_lets_a_new_one_use_the_same_socket(
+    udp_pair: UdpPairFactory,
+    connection: ConnectionFactory,
+    identity_a: Identity,
+    identity_b: Identity,
+    identity_c: Identity,
+    ending: str,
+) -> None:
+    # The application keeps the ended connection object around and starts over on the same
+    # socket: the old one must not take datagrams meant for the new one.
+    sock_a, sock_b = udp_pair(socket.AF_INET)
+    a = connection(sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, role="client")
+    pin = identity_c.node_id if ending == "handshake failed" else identity_a.node_id
+    b = connection(sock_b, address(sock_a), identity_b, expected_node_id=pin, role="server")
+    if ending == "handshake failed":
+        results = await asyncio.wait_for(
+            asyncio.gather(a.handshake(), b.handshake(), return_exceptions=True), STEP_TIMEOUT
+        )
+        assert all(isinstance(r, HandshakeError) for r in results), results
+    else:
+        await handshake_all(a, b)
+        await a.close()
+        with pytest.raises(ConnectionClosed):
+            await recv_within(b)
+    a2 = connection(sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, role="client")
+    b2 = connection(sock_b, address(sock_a), identity_b, expected_node_id=identity_a.node_id, role="server")
+    await handshake_all(a2, b2)
+    for i in range(20):
+        await a2.send(b"new %d" % i)
+        assert await recv_within(b2) == b"new %d" % i
