@@ -53,6 +53,24 @@ async def test_handshakes_complete_under_30_percent_loss(make_impaired_pair: Imp
     # Application data is not retransmitted: a message may be lost, but never wrong.
 
 
+async def test_handshake_through_delay_jitter_and_lost_first_datagrams(
+    make_impaired_pair: ImpairedPairFactory,
+) -> None:
+    # A slow, jittery path that swallows the first two datagrams each way (as a NAT that has
+    # not opened yet does): retransmission gets through, inside the default timeout.
+    pair = await make_impaired_pair(
+        socket.AF_INET6, both=Impairment(drop_first=2, delay=0.03, jitter=0.02), seed=9
+    )
+    took = await asyncio.wait_for(timed_handshake(pair), STEP_TIMEOUT)
+    for direction in ("a_to_b", "b_to_a"):
+        counters = pair.link.counters(direction)
+        assert counters["dropped_first"] == 2 and counters["delayed"] > 0, pair.link.report()
+    assert pair.a.stats()["retransmissions"] + pair.b.stats()["retransmissions"] > 0
+    await pair.a.send(b"through the slow path")
+    assert await recv_within(pair.b) == b"through the slow path"
+    print(f"\nhandshake with 2 first datagrams lost each way and 30+-20 ms delay: {took:.2f} s")
+
+
 async def send_numbered(conn: DTLSPeerConnection, tag: bytes, count: int) -> list[bytes]:
     sent = []
     for i in range(count):
