@@ -124,8 +124,8 @@ pub struct Stats {
     /// Datagrams from an abandoned handshake attempt or from a session this side no longer
     /// has (answered with our alert or a HelloRequest).
     pub dropped_stale_handshake: u64,
-    /// New handshakes on an established session that did not replace it: refused by the
-    /// pin, failed, timed out, or started too soon after the previous one (see `successor`).
+    /// Datagrams of a new handshake that arrived on an established session (a restarted
+    /// peer's, or a forged one; see `successor`): they go to that handshake, not the session.
     pub dropped_new_handshake: u64,
     /// Times the peer restarted and its new, verified handshake replaced the session.
     pub peer_restarts: u64,

@@ -19,7 +19,17 @@ use crate::config::Role;
 impl Engine {
     /// Takes `datagram` if it belongs to a new handshake with the peer; false if it is for
     /// the established session.
+    /// Every datagram it takes is counted in `dropped_new_handshake`: none of them reaches the
+    /// session, whether or not the new handshake later replaces it.
     pub(super) fn route_new_handshake(&mut self, now: Instant, datagram: &[u8]) -> bool {
+        let taken = self.take_new_handshake(now, datagram);
+        if taken {
+            self.stats.dropped_new_handshake += 1;
+        }
+        taken
+    }
+
+    fn take_new_handshake(&mut self, now: Instant, datagram: &[u8]) -> bool {
         let opens = match self.role {
             Role::Server => records::starts_with_client_hello(datagram),
             Role::Client => records::is_hello_request(datagram),
@@ -28,7 +38,6 @@ impl Engine {
             let hello = records::client_hello_random(datagram);
             let same = self.successor.as_ref().is_some_and(|s| s.opened_by == hello);
             if !same && !self.begin_successor(now, hello) {
-                self.stats.dropped_new_handshake += 1;
                 return true;
             }
             if self.role == Role::Client {
@@ -90,7 +99,6 @@ impl Engine {
                 for datagram in successor.stream.get_mut().take_outgoing() {
                     self.stream.get_mut().push_outgoing(datagram);
                 }
-                self.stats.dropped_new_handshake += 1;
                 self.successor = None;
             }
         }
