@@ -16,6 +16,7 @@ from conftest import (
     ConnectionFactory,
     ImpairedPairFactory,
     PairFactory,
+    UdpPairFactory,
     UdpSocketFactory,
     address,
     handshake_all,
@@ -222,6 +223,41 @@ async def test_floods_from_the_peer_address_and_strangers_do_not_disturb_a_sessi
     # Still a working session both ways once the flood is over.
     await pair.b.send(b"after the flood")
     assert await recv_within(pair.a) == b"after the flood"
+
+
+async def test_handshakes_complete_during_a_flood_from_the_peer_address(
+    udp_pair: UdpPairFactory,
+    connection: ConnectionFactory,
+    udp_socket: UdpSocketFactory,
+    identity_a: Identity,
+    identity_b: Identity,
+    identity_c: Identity,
+) -> None:
+    # A stranger's ClientHellos and garbage, spoofed from the client's address, reach the
+    # server before and while it handshakes with the real client.
+    hello = await capture_client_hello(udp_socket, identity_c, identity_b)
+    for attempt in range(3):
+        sock_a, sock_b = udp_pair(socket.AF_INET)
+        a = connection(
+            sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, role="client"
+        )
+        b = connection(
+            sock_b, address(sock_a), identity_b, expected_node_id=identity_a.node_id, role="server"
+        )
+        spoofer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, fileno=os.dup(sock_a.fileno()))
+        spoofer.setblocking(False)
+        try:
+            flooding = asyncio.ensure_future(
+                asyncio.to_thread(flood, [(spoofer, address(sock_b))], hello, 1.0)
+            )
+            await asyncio.sleep(0.1 * attempt)
+            await handshake_all(a, b)
+            await a.send(b"through the flood")
+            assert await recv_within(b) == b"through the flood"
+            assert b.peer_node_id == identity_a.node_id
+            await flooding
+        finally:
+            spoofer.close()
 
 
 async def test_forged_renegotiation_is_refused_and_the_session_goes_on(
