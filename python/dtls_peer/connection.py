@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 from typing import Any, Literal, Union
 
-from . import _native, _wake
+from . import _events, _native, _wake
 from .exceptions import ConnectionClosed, DTLSError, MessageTooLarge
 
 SocketLike = Union[socket.socket, int, asyncio.DatagramTransport]
@@ -144,6 +144,7 @@ class DTLSPeerConnection:
         self._waker: _wake.LoopWaker | None = None
         self._token = 0
         self._closed = False
+        self._events = _events.EventLog(self._native)
         self._unwatch: Callable[[], object] | None = None
 
     @staticmethod
@@ -174,6 +175,7 @@ class DTLSPeerConnection:
         return loop
 
     def _wake(self) -> None:
+        self._events.observe()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -203,6 +205,7 @@ class DTLSPeerConnection:
         self._check_open("handshake()")
         self._bind_loop()
         self._native.start_handshake()
+        self._events.observe()
         while not self._native.handshake_done():
             await self._wait()
         self._read_on_loop()
@@ -308,6 +311,7 @@ class DTLSPeerConnection:
         if self._waker is not None:
             self._waker.unregister(self._token)
         self._wake()
+        self._events.observe()
 
     async def __aenter__(self) -> DTLSPeerConnection:
         try:
@@ -376,6 +380,12 @@ class DTLSPeerConnection:
     def is_established(self) -> bool:
         return not self._closed and self._native.is_established
 
+    @property
+    def state(self) -> str:
+        """``"new"``, ``"handshaking"``, ``"established"``, ``"failed"`` (the handshake failed)
+        or ``"closed"`` (by either side, or with ``close()`` whatever came before)."""
+        return "closed" if self._closed else self._native.state
+
     def stats(self) -> dict[str, Any]:
         """Counters: datagrams/bytes in and out, messages, retransmissions, handshake
         duration, and datagrams dropped by reason (under ``"dropped"``)."""
@@ -384,16 +394,8 @@ class DTLSPeerConnection:
     def __repr__(self) -> str:
         if not hasattr(self, "_closed"):
             return "<DTLSPeerConnection (not constructed)>"
-        if self._closed:
-            state = "closed"
-        elif self._native.is_established:
-            state = "established"
-        else:
-            state = "new"
-        return (
-            f"<DTLSPeerConnection {self.role} {self.local_address} -> {self.remote_address} "
-            f"{state} peer={self.peer_node_id}>"
-        )
+        local, remote = _events.address(self.local_address), _events.address(self.remote_address)
+        return f"<DTLSPeerConnection {self.role} {local} -> {remote} {self.state} peer={self.peer_node_id}>"
 
 
 def _on_readable(ref: weakref.ref[DTLSPeerConnection]) -> None:

@@ -210,6 +210,22 @@ impl Connection {
         self.inner.with_engine(Engine::max_message_size)
     }
 
+    /// "new", "handshaking", "established", "closed" or "failed".
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.inner.phase().as_str()
+    }
+
+    /// Why the handshake failed or the session ended, once it has.
+    #[getter]
+    fn end_reason(&self) -> Option<String> {
+        match self.inner.progress() {
+            Progress::Pending | Progress::Established => None,
+            Progress::Failed(failure) => Some(failure.to_string()),
+            Progress::Closed(reason) => Some(reason.to_string()),
+        }
+    }
+
     #[getter]
     fn is_established(&self) -> bool {
         self.inner.progress() == Progress::Established

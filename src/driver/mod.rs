@@ -52,6 +52,34 @@ pub enum Progress {
     Closed(CloseReason),
 }
 
+/// Where a connection is in its life, as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Created; the handshake has not been asked for.
+    New,
+    /// Handshake asked for and not finished.
+    Handshaking,
+    /// Verified; messages flow.
+    Established,
+    /// Closed by either side (or before the handshake finished).
+    Closed,
+    /// The handshake failed.
+    Failed,
+}
+
+impl Phase {
+    /// The name used in `repr` and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::New => "new",
+            Self::Handshaking => "handshaking",
+            Self::Established => "established",
+            Self::Closed => "closed",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// What `try_recv` (one message) or `try_recv_many` (a batch) found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Received<T = Vec<u8>> {
@@ -195,6 +223,19 @@ impl Connection {
     /// Where the handshake stands.
     pub fn progress(&self) -> Progress {
         lock(&self.peer.inner).progress.clone()
+    }
+
+    /// Where the connection is in its life, as users see it.
+    pub fn phase(&self) -> Phase {
+        let inner = lock(&self.peer.inner);
+        match (&inner.progress, inner.engine.state()) {
+            (Progress::Established, _) => Phase::Established,
+            (Progress::Closed(_) | Progress::Failed(HandshakeFailure::Closed), _) => Phase::Closed,
+            (Progress::Failed(_), _) => Phase::Failed,
+            (Progress::Pending, State::Closed | State::Failed) => Phase::Closed,
+            (Progress::Pending, State::Idle) if !inner.start_requested => Phase::New,
+            (Progress::Pending, _) => Phase::Handshaking,
+        }
     }
 
     /// Encrypts and sends one message without waiting.
@@ -497,8 +538,10 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
             }
             () = timer => {
                 let mut inner = lock(&peer.inner);
+                let retransmissions = inner.engine.stats().retransmissions;
                 inner.engine.handle_timeout(Instant::now());
-                let changed = peer.pump(&mut inner);
+                // A retransmission is news too: the application logs it.
+                let changed = peer.pump(&mut inner) | (inner.engine.stats().retransmissions != retransmissions);
                 drop(inner);
                 if changed {
                     peer.notify();

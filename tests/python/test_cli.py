@@ -267,9 +267,19 @@ async def test_pin_mismatch_fails_on_both_sides(spawn: Spawn, tmp_path: Path) ->
     port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
     # The client expects someone else at that address.
     client = await spawn(
-        "connect", f"127.0.0.1:{port}", "--peer-id", impostor, "--cert", client_cert, "--key", client_key
+        "connect",
+        f"127.0.0.1:{port}",
+        "--peer-id",
+        impostor,
+        "--cert",
+        client_cert,
+        "--key",
+        client_key,
+        "-v",
     )
     assert await client.exit_status() == 4, client.transcript()
+    # --verbose shows the library's log.
+    assert any(line.startswith("dtls-peer: log: handshake with 127.0.0.1:") for line in client.status_lines)
     error = client.status_lines[-1]
     assert error.startswith("dtls-peer: error: peer verification failed: peer node ID mismatch"), error
     assert impostor in error and server_id in error

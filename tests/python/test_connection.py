@@ -476,7 +476,9 @@ async def test_repr_shows_role_addresses_state_and_peer(
     text = repr(a)
     assert text.startswith("<DTLSPeerConnection")
     assert a.role in text and "new" in text
-    assert str(address(pair.sock_a)) in text and str(address(pair.sock_b)) in text
+    for sock in (pair.sock_a, pair.sock_b):
+        host, port = address(sock)
+        assert (f"[{host}]:{port}" if ":" in host else f"{host}:{port}") in text
     await handshake_all(pair.a, pair.b)
     assert "established" in repr(a)
     assert pair.identity_b.node_id in repr(a)

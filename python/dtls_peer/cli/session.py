@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ipaddress
+import logging
 import os
 import signal
 import socket
@@ -102,6 +103,9 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         metavar="S",
         help="give up after S seconds (default 10)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also print the library's log (retransmissions, ...)"
     )
     parser.add_argument(
         "--mtu", type=_mtu, default=1200, help="largest datagram, handshake included (default 1200)"
@@ -371,6 +375,8 @@ async def _converse(conn: DTLSPeerConnection, echo: bool) -> int:
 
 
 async def _session(args: argparse.Namespace) -> int:
+    if args.verbose:
+        logging.basicConfig(level=logging.DEBUG, format="dtls-peer: log: %(message)s")
     conn = await _open(args)
     return await _converse(conn, args.echo)
 
