@@ -1,5 +1,7 @@
-//! Batched UDP system calls: many datagrams per `recvmmsg`/`sendmmsg` on Linux, one per call
-//! elsewhere (and wherever the batched call is refused).
+//! Batched UDP system calls. On Linux: `recvmmsg` with UDP GRO (the kernel hands over a run
+//! of same-size datagrams from one sender as one buffer, split here), and UDP GSO `sendmsg`
+//! (a run of same-size datagrams as one call, which loopback delivers as one buffer), else
+//! `sendmmsg`. One datagram per call elsewhere, and wherever the kernel refuses a feature.
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
@@ -21,6 +23,15 @@ const SLOT: usize = 65_536;
 /// Cleared the first time the kernel refuses a batched call (e.g. a seccomp filter); from
 /// then on every thread uses the one-datagram calls.
 static BATCHED: AtomicBool = AtomicBool::new(cfg!(target_os = "linux"));
+/// Cleared the first time a segmented send is refused (no UDP GSO, or a route that cannot
+/// take it); `sendmmsg` then carries every batch.
+static GSO: AtomicBool = AtomicBool::new(cfg!(target_os = "linux"));
+/// Most segments the kernel takes in one GSO send (UDP_MAX_SEGMENTS).
+const GSO_SEGMENTS: usize = 64;
+/// Most bytes in one GSO send: what fits one IPv4 packet.
+const GSO_BYTES: usize = 65_507;
+/// Room for the control messages of one received datagram (the GRO segment size).
+const CONTROL: usize = 64;
 
 /// A connection's socket: registered with tokio while the driver thread reads it, plain once
 /// the application's thread reads it. A registered socket wakes the driver thread for every
@@ -80,14 +91,20 @@ impl Sock {
 pub(super) struct RecvBatch {
     buf: Vec<u8>,
     lens: [usize; BATCH],
+    /// GRO segment size of each slot (0: the slot is one datagram).
+    segment: [usize; BATCH],
     from: [Option<SocketAddr>; BATCH],
+    /// u64 keeps the control buffers aligned for `cmsghdr`.
+    control: [[u64; CONTROL / 8]; BATCH],
 }
 
 thread_local! {
     static RECV: RefCell<RecvBatch> = RefCell::new(RecvBatch {
         buf: vec![0; BATCH * SLOT],
         lens: [0; BATCH],
+        segment: [0; BATCH],
         from: [None; BATCH],
+        control: [[0; CONTROL / 8]; BATCH],
     });
 }
 
@@ -110,13 +127,24 @@ impl RecvBatch {
         let view = socket.view();
         let (n, from) = socket.io(Interest::READABLE, || view.recv_from(&mut self.buf[..SLOT]))?;
         self.lens[0] = n;
+        self.segment[0] = 0;
         self.from[0] = Some(from);
         Ok(1)
     }
 
-    /// Datagram `i` of the last `recv` and its source.
-    pub(super) fn datagram(&self, i: usize) -> (&[u8], Option<SocketAddr>) {
-        (&self.buf[i * SLOT..i * SLOT + self.lens[i]], self.from[i])
+    /// The datagrams in slot `i` of the last `recv` (several when GRO joined them), in the
+    /// order they were sent, and their source.
+    pub(super) fn slot(&self, i: usize) -> (impl Iterator<Item = &[u8]>, Option<SocketAddr>) {
+        let data = &self.buf[i * SLOT..i * SLOT + self.lens[i]];
+        let segment = if self.segment[i] == 0 {
+            data.len().max(1)
+        } else {
+            self.segment[i]
+        };
+        // An empty datagram is still one datagram (counted, then refused by the engine).
+        let count = data.len().div_ceil(segment).max(1);
+        let datagrams = (0..count).map(move |k| &data[k * segment..((k + 1) * segment).min(data.len())]);
+        (datagrams, self.from[i])
     }
 
     #[cfg(target_os = "linux")]
@@ -132,9 +160,12 @@ impl RecvBatch {
             msg.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             msg.msg_hdr.msg_iov = iov;
             msg.msg_hdr.msg_iovlen = 1;
+            msg.msg_hdr.msg_control = self.control[i].as_mut_ptr().cast();
+            msg.msg_hdr.msg_controllen = CONTROL as _;
         }
         // SAFETY: every header points at a live iovec over a distinct SLOT-sized part of
-        // `buf` and at a live sockaddr_storage; the kernel writes only within them.
+        // `buf`, a live sockaddr_storage and a live control buffer; the kernel writes only
+        // within them.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -151,6 +182,7 @@ impl RecvBatch {
         for i in 0..n {
             self.lens[i] = msgs[i].msg_len as usize;
             self.from[i] = from_storage(&names[i]);
+            self.segment[i] = gro_segment(&msgs[i].msg_hdr);
         }
         Ok(n)
     }
@@ -167,6 +199,21 @@ pub(super) fn send_queue(
 ) -> usize {
     let mut done = 0;
     while done < queue.len() {
+        #[cfg(target_os = "linux")]
+        if GSO.load(Ordering::Relaxed) {
+            let run = gso_run(queue, done);
+            if run > 1 {
+                match send_gso(socket, queue.range(done..done + run), destination) {
+                    Ok(()) => {
+                        done += run;
+                        continue;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return done,
+                    // Refused for this socket or route, or unknown: sendmmsg from now on.
+                    Err(_) => GSO.store(false, Ordering::Relaxed),
+                }
+            }
+        }
         #[cfg(target_os = "linux")]
         if BATCHED.load(Ordering::Relaxed) && queue.len() - done > 1 {
             match send_mmsg(socket, queue.range(done..).take(BATCH), destination) {
@@ -199,6 +246,82 @@ pub(super) fn send_queue(
         done += 1;
     }
     done
+}
+
+/// How many datagrams from `start` one GSO send can carry: same-size ones, plus one shorter
+/// at the end, within the kernel's limits.
+#[cfg(target_os = "linux")]
+fn gso_run(queue: &VecDeque<Vec<u8>>, start: usize) -> usize {
+    let segment = queue[start].len();
+    let mut total = 0;
+    let mut run = 0;
+    for datagram in queue.range(start..).take(GSO_SEGMENTS) {
+        if datagram.len() > segment || total + datagram.len() > GSO_BYTES {
+            break;
+        }
+        total += datagram.len();
+        run += 1;
+        if datagram.len() < segment {
+            break;
+        }
+    }
+    run
+}
+
+/// Sends same-size datagrams (the last may be shorter) as one segmented buffer, without
+/// copying them together.
+#[cfg(target_os = "linux")]
+fn send_gso<'a>(
+    socket: &Sock,
+    datagrams: impl Iterator<Item = &'a Vec<u8>>,
+    destination: Option<SocketAddr>,
+) -> io::Result<()> {
+    // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut iovs: [libc::iovec; GSO_SEGMENTS] = unsafe { std::mem::zeroed() };
+    let mut count = 0;
+    let mut segment = 0;
+    for (iov, datagram) in iovs.iter_mut().zip(datagrams) {
+        iov.iov_base = datagram.as_ptr() as *mut libc::c_void;
+        iov.iov_len = datagram.len();
+        segment = segment.max(datagram.len());
+        count += 1;
+    }
+    let (mut name, name_len) = match destination {
+        Some(to) => to_storage(to),
+        // SAFETY: all-zero is a valid sockaddr_storage (unused: the socket is connected).
+        None => (unsafe { std::mem::zeroed() }, 0),
+    };
+    let mut control = [0u64; CONTROL / 8];
+    // SAFETY: all-zero is a valid msghdr.
+    let mut hdr: libc::msghdr = unsafe { std::mem::zeroed() };
+    if name_len > 0 {
+        hdr.msg_name = (&mut name as *mut libc::sockaddr_storage).cast();
+        hdr.msg_namelen = name_len;
+    }
+    hdr.msg_iov = iovs.as_mut_ptr();
+    hdr.msg_iovlen = count;
+    hdr.msg_control = control.as_mut_ptr().cast();
+    // SAFETY: CMSG_SPACE is a pure size computation.
+    hdr.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
+    // SAFETY: the control buffer is aligned and larger than CMSG_SPACE(2); the first header
+    // and its data lie within it.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&hdr);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment as u16);
+    }
+    socket.io(Interest::WRITABLE, || {
+        // SAFETY: the header points at live iovecs over the queued datagrams, at `name` and
+        // at `control`; the kernel only reads them.
+        let n = unsafe { libc::sendmsg(socket.fd(), &hdr, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
+    })
 }
 
 #[cfg(target_os = "linux")]
@@ -237,6 +360,42 @@ fn send_mmsg<'a>(
             Ok(n as usize)
         }
     })
+}
+
+/// The GRO segment size the kernel reported for a received buffer, or 0.
+#[cfg(target_os = "linux")]
+fn gro_segment(hdr: &libc::msghdr) -> usize {
+    // SAFETY: `hdr` was filled by recvmmsg; the CMSG macros stay within msg_controllen.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(hdr);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == libc::UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(size).unwrap_or(0);
+            }
+            cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
+        }
+    }
+    0
+}
+
+/// Asks the kernel to join runs of same-size datagrams (UDP GRO), where it can and where
+/// received buffers are split again here; best effort.
+pub(super) fn enable_gro(socket: &std::net::UdpSocket) {
+    #[cfg(target_os = "linux")]
+    if BATCHED.load(Ordering::Relaxed) {
+        let on: libc::c_int = 1;
+        // SAFETY: setsockopt reads one c_int from `on`; failure leaves the socket unchanged.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_UDP,
+                libc::UDP_GRO,
+                (&on as *const libc::c_int).cast(),
+                size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
 }
 
 /// The batched call itself is unavailable, as opposed to failing for this socket.
@@ -304,5 +463,34 @@ mod tests {
             let addr: SocketAddr = addr.parse().unwrap();
             assert_eq!(from_storage(&to_storage(addr).0), Some(addr));
         }
+    }
+
+    fn queue(sizes: &[usize]) -> VecDeque<Vec<u8>> {
+        sizes.iter().map(|&n| vec![0; n]).collect()
+    }
+
+    #[test]
+    fn a_gso_run_is_same_size_datagrams_and_at_most_one_shorter_last() {
+        assert_eq!(gso_run(&queue(&[100, 100, 100, 40, 100]), 0), 4);
+        assert_eq!(gso_run(&queue(&[100, 100, 100, 40, 100]), 4), 1);
+        assert_eq!(gso_run(&queue(&[100, 120, 120]), 0), 1);
+        assert_eq!(gso_run(&queue(&[100, 120, 120]), 1), 2);
+        assert_eq!(gso_run(&queue(&[10; 100]), 0), GSO_SEGMENTS);
+        assert_eq!(gso_run(&queue(&[30_000; 4]), 0), 2);
+    }
+
+    #[test]
+    fn a_gro_buffer_splits_into_its_datagrams_in_order() {
+        with_recv_batch(|batch| {
+            batch.buf[..10].copy_from_slice(b"aaaabbbbcc");
+            batch.lens[0] = 10;
+            batch.segment[0] = 4;
+            batch.lens[1] = 0;
+            batch.segment[1] = 0;
+            let (datagrams, _) = batch.slot(0);
+            assert_eq!(datagrams.collect::<Vec<_>>(), [&b"aaaa"[..], b"bbbb", b"cc"]);
+            // An empty datagram is still one datagram.
+            assert_eq!(batch.slot(1).0.count(), 1);
+        });
     }
 }

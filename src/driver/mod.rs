@@ -25,8 +25,8 @@ pub use socket::{take_fd, udp_socket_from_fd};
 
 use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats};
 
-/// Datagrams read per wake-up before the application is notified (or the reading thread
-/// gives others a turn).
+/// Datagrams handled per wake-up before the application is notified (or the reading thread
+/// gives others a turn); one read may carry more, when GRO joined them.
 const RECV_BATCH: usize = 64;
 /// Datagrams held while the socket is not writable before `send` asks the caller to wait.
 const OUTBOX_LIMIT: usize = 256;
@@ -182,6 +182,7 @@ impl Connection {
             Err(_) => false,
         };
         socket.set_nonblocking(true)?;
+        batch_io::enable_gro(&socket);
         let socket = {
             let _guard = runtime().enter();
             Arc::new(UdpSocket::from_std(socket)?)
@@ -439,14 +440,20 @@ impl Peer {
                         continue;
                     }
                 };
-                read += n;
                 for i in 0..n {
-                    match batch.datagram(i) {
-                        (datagram, Some(from)) if socket::same_peer(from, self.destination) => {
-                            inner.engine.handle_datagram(now, datagram);
-                            changed |= self.pump(inner);
+                    match batch.slot(i) {
+                        (datagrams, Some(from)) if socket::same_peer(from, self.destination) => {
+                            for datagram in datagrams {
+                                read += 1;
+                                inner.engine.handle_datagram(now, datagram);
+                                changed |= self.pump(inner);
+                            }
                         }
-                        _ => inner.stats.dropped_wrong_source += 1,
+                        (datagrams, _) => {
+                            let count = datagrams.count();
+                            read += count;
+                            inner.stats.dropped_wrong_source += count as u64;
+                        }
                     }
                 }
             }
