@@ -27,6 +27,9 @@ pub const MAX_MTU: usize = 65_507;
 /// expiry on every read that finds no datagram; a shorter timer would retransmit in a loop.
 pub const MIN_RETRANSMIT_TIMEOUT: Duration = Duration::from_millis(50);
 
+/// Longest `keepalive_interval` or `idle_timeout`: a day.
+pub const MAX_LIVENESS_PERIOD: Duration = Duration::from_secs(86_400);
+
 /// Which side of the DTLS handshake this engine plays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -69,6 +72,12 @@ pub struct Config {
     pub max_retransmit_timeout: Duration,
     /// OpenSSL cipher list; only suites from the default list, in any order.
     pub ciphers: String,
+    /// While established, send an authenticated keepalive when nothing else was sent for
+    /// this long, so NAT bindings stay open (default `None`: off; see `engine::liveness`).
+    pub keepalive_interval: Option<Duration>,
+    /// While established, close the session when no authenticated datagram (a message or
+    /// the peer's keepalive) arrived for this long (default `None`: off).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Config {
@@ -79,6 +88,8 @@ impl Default for Config {
             initial_retransmit_timeout: Duration::from_millis(250),
             max_retransmit_timeout: Duration::from_secs(1),
             ciphers: DEFAULT_CIPHERS.to_owned(),
+            keepalive_interval: None,
+            idle_timeout: None,
         }
     }
 }
@@ -103,6 +114,8 @@ pub enum ConfigError {
     Ciphers(String),
     /// OpenSSL refused to set up the context (message from OpenSSL).
     OpenSsl(String),
+    /// `keepalive_interval` or `idle_timeout` (named) zero or over a day.
+    Liveness(&'static str, Duration),
 }
 
 impl fmt::Display for ConfigError {
@@ -132,6 +145,12 @@ impl fmt::Display for ConfigError {
                 ALLOWED_CIPHERS.join(", ")
             ),
             Self::OpenSsl(why) => write!(f, "OpenSSL refused the settings: {why}"),
+            Self::Liveness(name, d) => write!(
+                f,
+                "{name} must be more than 0 and at most {} seconds, got {}",
+                MAX_LIVENESS_PERIOD.as_secs(),
+                d.as_secs_f64()
+            ),
         }
     }
 }
@@ -158,6 +177,14 @@ impl Config {
         let max = self.max_retransmit_timeout;
         if max < initial || max > Duration::from_secs(60) {
             return Err(ConfigError::MaxRetransmitTimeout(max));
+        }
+        for (name, period) in [
+            ("keepalive_interval", self.keepalive_interval),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if let Some(d) = period.filter(|d| d.is_zero() || *d > MAX_LIVENESS_PERIOD) {
+                return Err(ConfigError::Liveness(name, d));
+            }
         }
         validate_ciphers(&self.ciphers)
     }
@@ -196,6 +223,7 @@ mod tests {
         assert_eq!(c.max_message_size(), 1163);
         assert_eq!(c.handshake_timeout, Duration::from_secs(10));
         assert_eq!(c.initial_retransmit_timeout, Duration::from_millis(250));
+        assert_eq!((c.keepalive_interval, c.idle_timeout), (None, None));
     }
 
     #[test]

@@ -15,7 +15,10 @@ mod pin;
 mod policy;
 
 pub use config::{Config, ConfigError, Role};
-pub use engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
+pub use engine::{
+    is_keepalive, CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure,
+    EXPORTER_LABEL, KEEPALIVE_LEN,
+};
 pub use identity::{Identity, IdentityError};
 
 #[cfg(feature = "python")]

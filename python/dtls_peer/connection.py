@@ -96,6 +96,10 @@ class DTLSPeerConnection:
     descriptor; do not read from the original afterwards. ``expected_node_id`` pins the peer
     (checked during the handshake); ``None`` explicitly accepts any peer, which encrypts but
     authenticates nothing. ``role="auto"`` makes the smaller node ID the client and needs a pin.
+    ``keepalive_interval`` (seconds) sends an authenticated keepalive, which any DTLS stack
+    ignores, whenever nothing else was sent for that long, to hold NAT bindings open;
+    ``idle_timeout`` ends the session with ``ConnectionClosed`` when nothing authenticated (a
+    message, or a dtls_peer peer's keepalive) arrived for that long. Both are off by default.
     """
 
     def __init__(
@@ -111,6 +115,8 @@ class DTLSPeerConnection:
         initial_retransmit_timeout: float = 0.25,
         ciphers: str | None = None,
         receive_queue_size: int = DEFAULT_RECEIVE_QUEUE_SIZE,
+        keepalive_interval: float | None = None,
+        idle_timeout: float | None = None,
     ) -> None:
         if not isinstance(identity, _native.Identity):
             raise TypeError(f"identity must be a dtls_peer.Identity, not {type(identity).__name__}")
@@ -121,6 +127,8 @@ class DTLSPeerConnection:
         host, port = _parse_remote(remote_addr)
         mtu = _integer("mtu", mtu, MIN_MTU, MAX_MTU, " bytes")
         queue_size = _integer("receive_queue_size", receive_queue_size, 1, MAX_RECEIVE_QUEUE_SIZE)
+        keepalive = None if keepalive_interval is None else _number("keepalive_interval", keepalive_interval)
+        idle = None if idle_timeout is None else _number("idle_timeout", idle_timeout)
         timeout = _number("handshake_timeout", handshake_timeout)
         rto = _number("initial_retransmit_timeout", initial_retransmit_timeout)
         resolved_role = self._resolve_role(role, identity, expected_node_id)
@@ -138,6 +146,8 @@ class DTLSPeerConnection:
             rto,
             ciphers,
             queue_size,
+            keepalive,
+            idle,
         )
         self._waiters: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None

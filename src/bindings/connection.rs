@@ -41,7 +41,7 @@ impl Connection {
     /// even when it raises.
     #[new]
     #[pyo3(signature = (fd, host, port, identity, expected_node_id, role, mtu, handshake_timeout,
-        initial_retransmit_timeout, ciphers, receive_queue_size))]
+        initial_retransmit_timeout, ciphers, receive_queue_size, keepalive_interval, idle_timeout))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         fd: i32,
@@ -55,6 +55,8 @@ impl Connection {
         initial_retransmit_timeout: f64,
         ciphers: Option<String>,
         receive_queue_size: usize,
+        keepalive_interval: Option<f64>,
+        idle_timeout: Option<f64>,
     ) -> PyResult<Self> {
         // Owned from here on: closed exactly once, on every error path too.
         let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -82,6 +84,10 @@ impl Connection {
             // The cap is not exposed; it never undercuts a longer initial timeout.
             max_retransmit_timeout: Config::default().max_retransmit_timeout.max(initial_retransmit_timeout),
             ciphers: ciphers.unwrap_or_else(|| crate::config::DEFAULT_CIPHERS.to_owned()),
+            keepalive_interval: keepalive_interval
+                .map(|s| seconds("keepalive_interval", s))
+                .transpose()?,
+            idle_timeout: idle_timeout.map(|s| seconds("idle_timeout", s)).transpose()?,
         };
         let engine = Engine::new(role, &identity.0, expected, config).map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -247,6 +253,9 @@ impl Connection {
         d.set_item("peer_restarts", e.peer_restarts)?;
         d.set_item("send_errors", s.send_errors)?;
         d.set_item("handshake_duration", e.handshake_duration.map(|t| t.as_secs_f64()))?;
+        d.set_item("handshake_rtt", e.handshake_rtt.map(|t| t.as_secs_f64()))?;
+        d.set_item("keepalives_out", e.keepalives_out)?;
+        d.set_item("keepalives_in", e.keepalives_in)?;
         let dropped = PyDict::new(py);
         dropped.set_item("not_dtls", e.dropped_not_dtls)?;
         dropped.set_item("invalid", e.dropped_invalid)?;

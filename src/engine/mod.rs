@@ -10,6 +10,7 @@
 //! `poll_timeout` relative to the `now` it is given, so callers must pass real time; tests that
 //! exercise retransmission wait for real (with short timeouts).
 
+mod liveness;
 mod output;
 mod pipe;
 mod records;
@@ -23,12 +24,14 @@ use std::time::{Duration, Instant};
 
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 
+pub use liveness::{is_keepalive, EXPORTER_LABEL, KEEPALIVE_LEN};
 pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::identity::Identity;
 use crate::pin::{self, Pin};
 use crate::policy;
+use liveness::Liveness;
 use pipe::DatagramPipe;
 use timer::{TimeoutOutcome, TimerState};
 
@@ -96,6 +99,7 @@ pub struct Engine {
     peer_node_id: Option<String>,
     peer_certificate: Option<Vec<u8>>,
     stats: Stats,
+    liveness: Liveness,
     read_buf: Box<[u8]>,
 }
 
@@ -165,6 +169,7 @@ impl Engine {
             peer_node_id: None,
             peer_certificate: None,
             stats: Stats::default(),
+            liveness: Liveness::default(),
             read_buf: vec![0; MAX_PLAINTEXT + 2048].into_boxed_slice(),
         })
     }
@@ -212,6 +217,9 @@ impl Engine {
     pub fn handle_datagram(&mut self, now: Instant, datagram: &[u8]) {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += datagram.len() as u64;
+        if self.take_keepalive(now, datagram) {
+            return;
+        }
         if !looks_like_dtls(datagram) {
             self.stats.dropped_not_dtls += 1;
             return;
@@ -276,11 +284,13 @@ impl Engine {
                 }
                 self.stream.get_mut().push_incoming(datagram);
                 let answers = self.stream.get_ref().outgoing_len();
+                let delivered = self.read_records();
+                if delivered > 0 {
+                    self.liveness.heard(now);
+                }
                 // Delivered nothing, ended nothing and needed no answer (a genuine repeat of the
                 // peer's last flight gets ours again): OpenSSL discarded it, whatever its type.
-                if self.read_records() == 0
-                    && self.state == State::Established
-                    && self.stream.get_ref().outgoing_len() == answers
+                if delivered == 0 && self.state == State::Established && self.stream.get_ref().outgoing_len() == answers
                 {
                     self.stats.dropped_invalid += 1;
                 }
@@ -292,7 +302,8 @@ impl Engine {
     /// Retransmits or gives up when a deadline from `poll_timeout` has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state == State::Established {
-            return self.successor_timeout(now);
+            self.successor_timeout(now);
+            return self.liveness_timeout(now);
         }
         if self.state != State::Handshaking {
             return;
@@ -388,7 +399,8 @@ impl Engine {
     /// When `handle_timeout` must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state == State::Established {
-            return self.successor.as_ref()?.poll_timeout();
+            let successor = self.successor.as_ref().and_then(|s| s.poll_timeout());
+            return [successor, self.liveness_deadline()].into_iter().flatten().min();
         }
         if self.state != State::Handshaking {
             return None;
@@ -496,6 +508,7 @@ impl Engine {
                 self.state = State::Established;
                 self.retransmit_at = None;
                 self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
+                self.liveness_established(now);
                 self.events.push_back(Event::Connected);
                 // Records that arrived with the final flight.
                 self.read_records();
@@ -542,6 +555,7 @@ impl Engine {
     fn sync_timer(&mut self, now: Instant) {
         if let Some(duration) = self.timer.take_restart() {
             self.retransmit_at = Some(now + duration);
+            self.liveness.flight_sent(now, self.timer.retransmissions());
         }
         if timer::time_left(self.stream.ssl()).is_none() {
             self.retransmit_at = None;

@@ -60,6 +60,8 @@ pub enum CloseReason {
     AlertReceived(u8),
     /// OpenSSL reported a fatal error on the session.
     Protocol(String),
+    /// No authenticated datagram from the peer for this long (`Config::idle_timeout`).
+    IdleTimeout(Duration),
 }
 
 /// Why `send` refused a message. Nothing was sent.
@@ -134,6 +136,13 @@ pub struct Stats {
     pub handshake_attempts: u64,
     /// Time from `start` to `Connected`.
     pub handshake_duration: Option<Duration>,
+    /// Round trip seen by the handshake: from our last flight to the peer's answer, peer
+    /// processing included; `None` when that flight was retransmitted (see `liveness`).
+    pub handshake_rtt: Option<Duration>,
+    /// Keepalives sent (see `Config::keepalive_interval`).
+    pub keepalives_out: u64,
+    /// Authenticated keepalives received from the peer.
+    pub keepalives_in: u64,
 }
 
 /// The registered name of a TLS alert code, for messages.
@@ -213,6 +222,11 @@ impl fmt::Display for CloseReason {
             Self::LocalClose => f.write_str("the connection was closed"),
             Self::AlertReceived(code) => write!(f, "the peer sent fatal alert {code} ({})", alert_name(*code)),
             Self::Protocol(why) => write!(f, "the session failed: {why}"),
+            Self::IdleTimeout(d) => write!(
+                f,
+                "idle timeout: no authenticated datagram from the peer for {} s",
+                d.as_secs_f64()
+            ),
         }
     }
 }

@@ -123,6 +123,7 @@ impl Engine {
         self.peer_node_id = next.peer_node_id;
         self.peer_certificate = next.peer_certificate;
         self.stats.handshake_duration = next.stats.handshake_duration;
+        self.adopt_liveness(next.liveness, now);
         self.stats.peer_restarts += 1;
         self.successor_started = Some(now);
         // Messages that came with its final flight follow the ones not read yet.

@@ -318,3 +318,28 @@ async def test_a_terminated_session_still_closes_cleanly(spawn: Spawn, tmp_path:
     # SIGTERM sent close_notify on the way out, so the listener ends at once, not by timeout.
     assert await server.exit_status() == 0, server.transcript()
     assert "the peer closed the connection" in server.status_lines[-1], server.transcript()
+
+
+async def test_keepalives_and_idle_timeout_from_the_command_line(spawn: Spawn, tmp_path: Path) -> None:
+    server_cert, server_key, server_id = keygen(tmp_path, "server")
+    client_cert, client_key, client_id = keygen(tmp_path, "client")
+    server = await spawn(
+        "listen", "--bind", "127.0.0.1", "--port", "0", "--peer-id", client_id, "--idle-timeout", "1",
+        "--cert", server_cert, "--key", server_key,
+    )  # fmt: skip
+    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
+    client = await spawn(
+        "connect", f"127.0.0.1:{port}", "--peer-id", server_id, "--keepalive", "0.2",
+        "--cert", client_cert, "--key", client_key,
+    )  # fmt: skip
+    await client.status("connected to node")
+    # Two idle seconds: the client's keepalives keep the listener's session open.
+    await asyncio.sleep(2)
+    assert server.proc.returncode is None, server.transcript()
+    # Once the client is gone without a word, the listener gives up after its idle timeout.
+    client.proc.kill()
+    await client.proc.wait()
+    assert await server.exit_status() == 0, server.transcript()
+    assert server.status_lines[-1] == (
+        "dtls-peer: session ended: idle timeout: no authenticated datagram from the peer for 1 s"
+    ), server.transcript()

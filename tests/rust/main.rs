@@ -6,6 +6,7 @@ mod driver;
 mod faults;
 mod garbage;
 mod handshake;
+mod liveness;
 mod pinning;
 mod policy;
 mod random_input;

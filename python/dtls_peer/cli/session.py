@@ -105,6 +105,18 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         help="give up after S seconds (default 10)",
     )
     parser.add_argument(
+        "--keepalive",
+        type=_seconds,
+        metavar="S",
+        help="while idle, send a keepalive every S seconds (keeps NAT bindings open)",
+    )
+    parser.add_argument(
+        "--idle-timeout",
+        type=_seconds,
+        metavar="S",
+        help="end the session when nothing authenticated arrived for S seconds",
+    )
+    parser.add_argument(
         "-v", "--verbose", action="store_true", help="also print the library's log (retransmissions, ...)"
     )
     parser.add_argument(
@@ -254,6 +266,8 @@ async def _open(args: argparse.Namespace) -> DTLSPeerConnection:
             role=role,
             mtu=args.mtu,
             handshake_timeout=args.handshake_timeout,
+            keepalive_interval=args.keepalive,
+            idle_timeout=args.idle_timeout,
         )
 
 
