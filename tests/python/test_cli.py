@@ -126,6 +126,32 @@ def keygen(tmp_path: Path, name: str) -> tuple[Path, Path, str]:
     return cert, key, done.stdout.strip()
 
 
+async def listen_and_connect(
+    spawn: Spawn,
+    tmp_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    listen: Sequence[str] = (),
+    connect: Sequence[str] = (),
+    client_pins: str | None = None,
+) -> tuple[Peer, Peer, str, str]:
+    """A listener and a client with saved identities (the client pins the listener's node ID
+    unless ``client_pins`` says otherwise); returns both and their node IDs."""
+    server_cert, server_key, server_id = keygen(tmp_path, "server")
+    client_cert, client_key, client_id = keygen(tmp_path, "client")
+    server = await spawn(
+        "listen", "--bind", host, "--port", "0", "--peer-id", client_id,
+        "--cert", server_cert, "--key", server_key, *listen,
+    )  # fmt: skip
+    shown = f"[{host}]" if ":" in host else host
+    port = (await server.status(rf"listening on UDP {re.escape(shown)}:(\d+)")).group(1)
+    client = await spawn(
+        "connect", f"{shown}:{port}", "--peer-id", client_pins or server_id,
+        "--cert", client_cert, "--key", client_key, *connect,
+    )  # fmt: skip
+    return server, client, server_id, client_id
+
+
 # -- keygen and id ------------------------------------------------------------------------
 
 
@@ -237,16 +263,7 @@ async def test_listen_and_connect_chat_over_stdin_and_stdout(spawn: Spawn, tmp_p
 
 
 async def test_echo_mode_sends_each_message_back(spawn: Spawn, tmp_path: Path) -> None:
-    server_cert, server_key, server_id = keygen(tmp_path, "server")
-    client_cert, client_key, client_id = keygen(tmp_path, "client")
-    server = await spawn(
-        "listen", "--bind", "::1", "--port", "0", "--peer-id", client_id, "--echo",
-        "--cert", server_cert, "--key", server_key,
-    )  # fmt: skip
-    port = (await server.status(r"listening on UDP \[::1\]:(\d+)")).group(1)
-    client = await spawn(
-        "connect", f"[::1]:{port}", "--peer-id", server_id, "--cert", client_cert, "--key", client_key
-    )
+    server, client, _, _ = await listen_and_connect(spawn, tmp_path, host="::1", listen=["--echo"])
     await client.status("connected to node")
     for line in (b"one", b"two", b"three"):
         await client.say(line)
@@ -257,25 +274,10 @@ async def test_echo_mode_sends_each_message_back(spawn: Spawn, tmp_path: Path) -
 
 
 async def test_pin_mismatch_fails_on_both_sides(spawn: Spawn, tmp_path: Path) -> None:
-    server_cert, server_key, server_id = keygen(tmp_path, "server")
-    client_cert, client_key, client_id = keygen(tmp_path, "client")
+    # The client expects someone else at the listener's address.
     impostor = Identity.generate().node_id
-    server = await spawn(
-        "listen", "--bind", "127.0.0.1", "--port", "0", "--peer-id", client_id,
-        "--cert", server_cert, "--key", server_key,
-    )  # fmt: skip
-    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
-    # The client expects someone else at that address.
-    client = await spawn(
-        "connect",
-        f"127.0.0.1:{port}",
-        "--peer-id",
-        impostor,
-        "--cert",
-        client_cert,
-        "--key",
-        client_key,
-        "-v",
+    server, client, server_id, _ = await listen_and_connect(
+        spawn, tmp_path, client_pins=impostor, connect=["-v"]
     )
     assert await client.exit_status() == 4, client.transcript()
     # --verbose shows the library's log.
@@ -302,16 +304,7 @@ async def test_an_unreachable_peer_is_a_handshake_timeout(spawn: Spawn, tmp_path
 
 
 async def test_a_terminated_session_still_closes_cleanly(spawn: Spawn, tmp_path: Path) -> None:
-    server_cert, server_key, server_id = keygen(tmp_path, "server")
-    client_cert, client_key, client_id = keygen(tmp_path, "client")
-    server = await spawn(
-        "listen", "--bind", "127.0.0.1", "--port", "0", "--peer-id", client_id, "--echo",
-        "--cert", server_cert, "--key", server_key,
-    )  # fmt: skip
-    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
-    client = await spawn(
-        "connect", f"127.0.0.1:{port}", "--peer-id", server_id, "--cert", client_cert, "--key", client_key
-    )
+    server, client, _, _ = await listen_and_connect(spawn, tmp_path, listen=["--echo"])
     await client.status("connected to node")
     client.proc.terminate()
     assert await client.exit_status() == 128 + signal.SIGTERM, client.transcript()
@@ -321,17 +314,9 @@ async def test_a_terminated_session_still_closes_cleanly(spawn: Spawn, tmp_path:
 
 
 async def test_keepalives_and_idle_timeout_from_the_command_line(spawn: Spawn, tmp_path: Path) -> None:
-    server_cert, server_key, server_id = keygen(tmp_path, "server")
-    client_cert, client_key, client_id = keygen(tmp_path, "client")
-    server = await spawn(
-        "listen", "--bind", "127.0.0.1", "--port", "0", "--peer-id", client_id, "--idle-timeout", "1",
-        "--cert", server_cert, "--key", server_key,
-    )  # fmt: skip
-    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
-    client = await spawn(
-        "connect", f"127.0.0.1:{port}", "--peer-id", server_id, "--keepalive", "0.2",
-        "--cert", client_cert, "--key", client_key,
-    )  # fmt: skip
+    server, client, _, _ = await listen_and_connect(
+        spawn, tmp_path, listen=["--idle-timeout", "1"], connect=["--keepalive", "0.2"]
+    )
     await client.status("connected to node")
     # Two idle seconds: the client's keepalives keep the listener's session open.
     await asyncio.sleep(2)

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
 from .._native import Identity
@@ -40,31 +41,29 @@ def _node_id(text: str) -> str:
     return value
 
 
-def _port(text: str) -> int:
+def _parse(text: str, convert: Callable[[str], T], unit: str) -> T:
     try:
-        value = int(text)
+        return convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+
+
+def _port(text: str) -> int:
+    value = _parse(text, int, "port")
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"a port is between 0 and 65535, not {value}")
     return value
 
 
 def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    value = _parse(text, float, "seconds")
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
     return value
 
 
 def _mtu(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+    value = _parse(text, int, "bytes")
     if not MIN_MTU <= value <= MAX_MTU:
         raise argparse.ArgumentTypeError(f"must be between {MIN_MTU} and {MAX_MTU} bytes, not {value}")
     return value
