@@ -78,25 +78,29 @@ struct Log {
     server_events: Vec<Event>,
 }
 
-/// Delivers everything each side emits to the other, for at most `rounds` rounds.
+/// Delivers what each side emits to the other, one datagram at a time and collecting the
+/// receiver's output after each (the engine's contract), for at most `rounds` rounds; what is
+/// still in flight after the last round is lost, as on a network.
 fn exchange(c: &mut Engine, s: &mut Engine, log: &mut Log, rounds: usize) {
+    let mut to_server: Vec<_> = std::iter::from_fn(|| c.poll_transmit()).collect();
+    let mut to_client: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
     for _ in 0..rounds {
+        if to_server.is_empty() && to_client.is_empty() {
+            break;
+        }
         let now = Instant::now();
-        let from_client: Vec<_> = std::iter::from_fn(|| c.poll_transmit()).collect();
-        let from_server: Vec<_> = std::iter::from_fn(|| s.poll_transmit()).collect();
-        log.client_events.extend(std::iter::from_fn(|| c.poll_event()));
-        log.server_events.extend(std::iter::from_fn(|| s.poll_event()));
-        if from_client.is_empty() && from_server.is_empty() {
-            return;
+        let (mut next_to_server, mut next_to_client) = (Vec::new(), Vec::new());
+        for d in to_server.drain(..) {
+            s.handle_datagram(now, &d);
+            next_to_client.extend(std::iter::from_fn(|| s.poll_transmit()));
+            log.to_server.push(d);
         }
-        for d in &from_client {
-            s.handle_datagram(now, d);
+        for d in to_client.drain(..) {
+            c.handle_datagram(now, &d);
+            next_to_server.extend(std::iter::from_fn(|| c.poll_transmit()));
+            log.to_client.push(d);
         }
-        for d in &from_server {
-            c.handle_datagram(now, d);
-        }
-        log.to_server.extend(from_client);
-        log.to_client.extend(from_server);
+        (to_server, to_client) = (next_to_server, next_to_client);
     }
     log.client_events.extend(std::iter::from_fn(|| c.poll_event()));
     log.server_events.extend(std::iter::from_fn(|| s.poll_event()));
@@ -145,9 +149,11 @@ fuzz_target!(|data: &[u8]| {
             s.start(now);
             c.start(now);
             for _ in 0..6 {
-                let target = if into_server { &mut s } else { &mut c };
                 for d in ops.by_ref().take(8) {
+                    let target = if into_server { &mut s } else { &mut c };
                     target.handle_datagram(now, &d);
+                    // The engine's contract: collect its output after every call.
+                    exchange(&mut c, &mut s, &mut log, 1);
                 }
                 exchange(&mut c, &mut s, &mut log, 1);
             }
@@ -177,8 +183,15 @@ fuzz_target!(|data: &[u8]| {
             .take(200)
             {
                 s.handle_datagram(now, &d);
+                // Answers to a forgery reach the genuine client, as they would on the wire.
+                exchange(&mut c, &mut s, &mut log, 1);
             }
             assert_eq!(s.state(), State::Established, "an injected datagram ended the session");
+            assert_eq!(
+                c.state(),
+                State::Established,
+                "answers to injected datagrams ended the session"
+            );
             c.send(b"genuine two").unwrap();
             exchange(&mut c, &mut s, &mut log, 4);
             log.server_events.extend(std::iter::from_fn(|| s.poll_event()));

@@ -82,14 +82,16 @@ fn random_datagrams_before_and_during_the_handshake() {
                 let target = if into_server { &mut p.server } else { &mut p.client };
                 target.handle_datagram(now, &d);
             }
+            // (An idle engine sends nothing, so there is no output to collect yet.)
         }
         p.start();
         for _ in 0..6 {
             for d in ops.by_ref().take(3) {
                 let target = if into_server { &mut p.server } else { &mut p.client };
                 target.handle_datagram(now, &d);
+                // The engine's contract: collect its output after every call.
+                p.collect();
             }
-            p.collect();
             p.step();
         }
         run(&mut p);
