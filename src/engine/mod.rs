@@ -415,14 +415,6 @@ impl Engine {
         .min()
     }
 
-    /// While the peer has sent nothing for the current attempt: when to stop waiting for it.
-    /// A peer that restarts too answers within three of its retransmission periods.
-    fn unanswered_restart_ends(&self) -> Option<Instant> {
-        let grace = self.config.initial_retransmit_timeout * restart::ANSWER_PERIODS;
-        let ends = self.restarted_at.filter(|_| !self.heard_since_restart)? + grace;
-        Some(self.handshake_deadline.map_or(ends, |d| d.min(ends)))
-    }
-
     /// Where the engine is in its life.
     pub fn state(&self) -> State {
         self.state
@@ -578,82 +570,6 @@ impl Engine {
             return HandshakeFailure::PeerVerification(VerificationFailure::NoCertificate);
         }
         HandshakeFailure::Protocol(why)
-    }
-
-    /// An attempt failed: start another one if `restart` allows it, or end the handshake.
-    fn fail(&mut self, now: Instant, failure: HandshakeFailure) {
-        let streak = match &self.last_failure {
-            Some((last, n)) if *last == failure => n + 1,
-            _ => 1,
-        };
-        // An attempt needs at least a couple of retransmission periods to have a chance.
-        let time_left = self
-            .handshake_deadline
-            .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
-        let retry = restart::is_retryable(&failure)
-            && self.attempt < restart::MAX_ATTEMPTS
-            && streak < restart::SAME_FAILURE_LIMIT
-            && time_left > 2 * self.config.initial_retransmit_timeout;
-        if !retry {
-            return self.end_handshake(failure);
-        }
-        match Self::attempt_session(&self.context, self.role, &self.config, &self.expected_node_id) {
-            Ok((stream, pin, timer)) => {
-                let mut old = std::mem::replace(&mut self.stream, stream);
-                // The old attempt's fatal alert still goes out, first; it tells the peer to
-                // start again too.
-                let mut abort = old.get_mut().take_outgoing();
-                // Every attempt's session numbers its records from 0, so two attempts' alerts
-                // would be byte-identical; a peer drops repeats of an alert it already acted on
-                // (see `process`), so each attempt's alert carries the attempt in its number.
-                let mut tag = u64::from(self.attempt) << 32;
-                for datagram in &mut abort {
-                    records::renumber_epoch_zero(datagram, &mut tag);
-                }
-                self.abort = abort.clone();
-                self.abort_resends_left = restart::ABORT_RESENDS;
-                for datagram in abort {
-                    self.stream.get_mut().push_outgoing(datagram);
-                }
-                self.earlier_retransmissions += self.timer.retransmissions();
-                self.pin = pin;
-                self.timer = timer;
-                self.attempt += 1;
-                self.last_failure = Some((failure, streak));
-                self.heard_since_restart = false;
-                self.restarted_at = Some(now);
-                self.next_epoch_zero_record = 0;
-                self.retransmit_at = None;
-                match self.role {
-                    Role::Client => self.drive_handshake(now),
-                    Role::Server => self.awaiting_client_hello = true,
-                }
-            }
-            Err(e) => self.end_handshake(HandshakeFailure::Protocol(e.to_string())),
-        }
-    }
-
-    /// A peer sends records of a session we no longer have: we restarted, it did not.
-    /// Ask it for a new handshake (bounded; see `successor`).
-    fn ask_for_new_handshake(&mut self) {
-        self.stats.dropped_stale_handshake += 1;
-        if self.hello_requests_left > 0 {
-            self.hello_requests_left -= 1;
-            let seq = u64::from(HELLO_REQUESTS - self.hello_requests_left);
-            self.stream.get_mut().push_outgoing(records::hello_request(seq));
-        }
-    }
-
-    /// The peer missed our alert and still sends the old attempt: tell it again (bounded).
-    fn repeat_abort(&mut self) {
-        self.stats.dropped_stale_handshake += 1;
-        if self.abort_resends_left == 0 {
-            return;
-        }
-        self.abort_resends_left -= 1;
-        for datagram in self.abort.clone() {
-            self.stream.get_mut().push_outgoing(datagram);
-        }
     }
 
     fn end_handshake(&mut self, failure: HandshakeFailure) {

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{records, Engine, Event, State};
+use super::{records, Engine, Event, State, HELLO_REQUESTS};
 use crate::config::Role;
 
 impl Engine {
@@ -129,5 +129,16 @@ impl Engine {
         // Messages that came with its final flight follow the ones not read yet.
         self.events
             .extend(next.events.into_iter().filter(|e| *e != Event::Connected));
+    }
+
+    /// A peer sends records of a session we no longer have: we restarted, it did not.
+    /// Ask it for a new handshake (bounded; see `successor`).
+    pub(super) fn ask_for_new_handshake(&mut self) {
+        self.stats.dropped_stale_handshake += 1;
+        if self.hello_requests_left > 0 {
+            self.hello_requests_left -= 1;
+            let seq = u64::from(HELLO_REQUESTS - self.hello_requests_left);
+            self.stream.get_mut().push_outgoing(records::hello_request(seq));
+        }
     }
 }
