@@ -64,6 +64,10 @@ async def one_cycle(identity_a: Identity, identity_b: Identity, i: int) -> None:
             await b.close()
 
 
+def no_growth(before: tuple[int, ...], after: tuple[int, ...]) -> bool:
+    return all(a <= b for a, b in zip(after, before))
+
+
 async def settle(baseline: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     """The resources once released ones are gone (the I/O thread lets go of sockets shortly
     after close), or what is still held after a generous wait."""
@@ -71,7 +75,7 @@ async def settle(baseline: tuple[int, int, int, int]) -> tuple[int, int, int, in
     for _ in range(500):
         gc.collect()
         now = resources()
-        if now <= baseline:
+        if no_growth(baseline, now):
             break
         await asyncio.sleep(0.01)
     return now
@@ -96,7 +100,7 @@ async def test_a_thousand_cycles_leave_no_descriptor_thread_task_or_memory_growt
         f"\n{cycles} cycles in {took:.1f} s; (fds, OS threads, Python threads, tasks) "
         f"{baseline} -> {after}; RSS KiB every 100 cycles: {rss}"
     )
-    assert after == baseline, f"(fds, OS threads, Python threads, tasks) {baseline} -> {after}"
+    assert no_growth(baseline, after), f"(fds, OS threads, Python threads, tasks) {baseline} -> {after}"
     # Memory may grow while allocators warm up, but must level off: the second half of the
     # run adds little compared with a connection's worth of buffers times the cycles.
     second_half = rss[-1] - rss[5]
@@ -129,7 +133,7 @@ async def test_abandoned_handshakes_release_everything(
             del conn, handshake
         silent.close()
     after = await settle(baseline)
-    assert after == baseline, f"(fds, OS threads, Python threads, tasks) {baseline} -> {after}"
+    assert no_growth(baseline, after), f"(fds, OS threads, Python threads, tasks) {baseline} -> {after}"
 
 
 @pytest.mark.parametrize("seed", [11, 12])
