@@ -87,21 +87,21 @@ async def test_idle_timeout_ends_pending_and_later_receives_with_a_reason(
 
 
 async def test_messages_hold_off_the_idle_timeout(make_pair: PairFactory) -> None:
-    pair = make_pair(socket.AF_INET, options_a={"idle_timeout": 0.5})
+    pair = make_pair(socket.AF_INET, options_a={"idle_timeout": 1.0})
     await handshake_all(pair.a, pair.b)
     started = time.monotonic()
-    for i in range(8):
+    for i in range(15):
         await asyncio.sleep(0.1)
         await pair.b.send(b"%d" % i)
         assert await recv_within(pair.a) == b"%d" % i
-    assert time.monotonic() - started > 0.5
+    assert time.monotonic() - started > 1.0
     assert pair.a.state == "established"
 
 
 async def test_keepalives_hold_off_the_idle_timeout_until_the_peer_vanishes(
     udp_pair: UdpPairFactory, connection: ConnectionFactory, identity_a: Identity, identity_b: Identity
 ) -> None:
-    liveness = {"keepalive_interval": KEEPALIVE, "idle_timeout": 0.4}
+    liveness = {"keepalive_interval": KEEPALIVE, "idle_timeout": 0.6}
     sock_a, sock_b = udp_pair(socket.AF_INET)
     a = connection(sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, **liveness)
     # Not through the fixture: this peer is dropped below without close().
@@ -111,10 +111,10 @@ async def test_keepalives_hold_off_the_idle_timeout_until_the_peer_vanishes(
         identity_b,
         expected_node_id=identity_a.node_id,
         keepalive_interval=KEEPALIVE,
-        idle_timeout=0.4,
+        idle_timeout=0.6,
     )
     await handshake_all(a, b)
-    await asyncio.sleep(1.2)  # three idle timeouts, with nothing but keepalives
+    await asyncio.sleep(1.8)  # three idle timeouts, with nothing but keepalives
     assert (a.state, b.state) == ("established", "established")
     assert a.stats()["keepalives_in"] >= 5 and b.stats()["keepalives_in"] >= 5
     # The peer's process dies: no close_notify, no more keepalives.
@@ -123,7 +123,7 @@ async def test_keepalives_hold_off_the_idle_timeout_until_the_peer_vanishes(
     started = time.monotonic()
     with pytest.raises(ConnectionClosed, match="idle timeout"):
         await asyncio.wait_for(a.recv(), STEP_TIMEOUT)
-    assert time.monotonic() - started < 0.4 + 2.0
+    assert time.monotonic() - started < 0.6 + 2.0
 
 
 @pytest.mark.parametrize(

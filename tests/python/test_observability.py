@@ -79,7 +79,8 @@ async def test_handshake_and_close_are_logged_on_the_loop_thread_without_secrets
     with pytest.raises(ConnectionClosed):
         await recv_within(pair.b)
 
-    logged = messages(caplog)
+    # A slow machine may retransmit a flight; those records are checked in the next test.
+    logged = [m for m in messages(caplog) if "flight retransmitted" not in m]
     a_peer, b_peer = show(pair.sock_b), show(pair.sock_a)
     assert f"handshake with {a_peer} started ({pair.a.role})" in logged
     assert f"handshake with {b_peer} started ({pair.b.role})" in logged
