@@ -321,7 +321,6 @@ class DTLSPeerConnection:
         if self._waker is not None:
             self._waker.unregister(self._token)
         self._wake()
-        self._events.observe()
 
     async def __aenter__(self) -> DTLSPeerConnection:
         try:
