@@ -48,10 +48,24 @@ def peer_command(role: str, loop: str, keys: str, args: argparse.Namespace, cont
     return command
 
 
+# One contender's workloads under one loop; a run that takes longer has hung and is reported.
+RUN_LIMIT = 900
+
+
 def run_one(loop: str, contender: str, keys: str, args: argparse.Namespace) -> dict[str, Any]:
+    try:
+        return run_processes(loop, contender, keys, args)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no result within {RUN_LIMIT} s"}
+
+
+def run_processes(loop: str, contender: str, keys: str, args: argparse.Namespace) -> dict[str, Any]:
     if args.same_process:
         out = subprocess.run(
-            peer_command("both", loop, keys, args, contender), capture_output=True, text=True
+            peer_command("both", loop, keys, args, contender),
+            capture_output=True,
+            text=True,
+            timeout=RUN_LIMIT,
         )
     else:
         server = subprocess.Popen(
@@ -61,7 +75,7 @@ def run_one(loop: str, contender: str, keys: str, args: argparse.Namespace) -> d
             assert server.stdout is not None
             port = server.stdout.readline().strip()
             command = [*peer_command("client", loop, keys, args, contender), "--port", port]
-            out = subprocess.run(command, capture_output=True, text=True)
+            out = subprocess.run(command, capture_output=True, text=True, timeout=RUN_LIMIT)
         finally:
             assert server.stdin is not None
             server.stdin.close()

@@ -8,41 +8,56 @@ import asyncio
 import socket
 import weakref
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
 
 from OpenSSL import SSL
 
 from . import Endpoint, Keys
 from .pyopenssl_common import connection
 
+T = TypeVar("T")
+
 
 class ExecutorDtls:
     def __init__(self, conn: SSL.Connection, sock: socket.socket) -> None:
         self.conn = conn
         self.sock = sock
+        self.busy = False
+
+    async def _run(self, call: Callable[..., T], *args: object) -> T:
+        self.busy = True
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, call, *args)
+        finally:
+            self.busy = False
 
     async def handshake(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.conn.do_handshake)
+        await self._run(self.conn.do_handshake)
 
     async def send(self, data: bytes) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self.conn.send, data)
+        await self._run(self.conn.send, data)
 
     async def send_many(self, messages: list[bytes]) -> None:
         for m in messages:
             await self.send(m)
 
     async def recv(self) -> bytes:
-        data: bytes = await asyncio.get_running_loop().run_in_executor(None, self.conn.recv, 2048)
-        return data
+        return await self._run(self.conn.recv, 2048)
 
     async def recv_many(self, max_messages: int) -> list[bytes]:
         return [await self.recv()]
 
     def close(self) -> None:
-        # close_notify ends the peer's blocked recv() (closing a socket does not wake one).
-        try:
-            self.conn.shutdown()
-        except SSL.Error:
-            pass
+        if self.busy:
+            # A thread is blocked in this SSL object (the SSL object must not be used from two
+            # threads at once); shutting the socket down wakes it with an error.
+            self.sock.shutdown(socket.SHUT_RDWR)
+        else:
+            # close_notify ends the peer's blocked recv() (closing a socket does not wake one).
+            try:
+                self.conn.shutdown()
+            except SSL.Error:
+                pass
         self.sock.close()
 
 
