@@ -17,7 +17,7 @@ import tempfile
 import time
 from typing import Any
 
-from .report import print_table, targets
+from .report import markdown, print_table, targets
 
 CONTENDERS = ["plain_udp", "pyopenssl_executor", "pyopenssl_membio", "dtls_peer", "dtls_peer_batch"]
 
@@ -98,11 +98,17 @@ def machine() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     versions = {"python": platform.python_version()}
-    for module in ("OpenSSL", "uvloop", "dtls_peer"):
+    for label, module in (("pyOpenSSL", "OpenSSL"), ("uvloop", "uvloop"), ("dtls_peer", "dtls_peer")):
         try:
-            versions[module] = __import__(module).__version__
+            versions[label] = __import__(module).__version__
         except ImportError:
-            versions[module] = "missing"
+            versions[label] = "missing"
+    try:
+        from OpenSSL import SSL
+
+        versions["pyOpenSSL's OpenSSL"] = SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode()
+    except ImportError:
+        pass
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -129,6 +135,7 @@ def main() -> None:
         "--only", default="", help="comma-separated subset of: memory, handshake, echo_rtt, throughput, lag"
     )
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
+    parser.add_argument("--markdown", default="", help="also write the tables as Markdown here")
     args = parser.parse_args()
     report: dict[str, Any] = {
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
@@ -152,6 +159,10 @@ def main() -> None:
         print_table(f"{loop}, {report['mode']}", results, report["targets"][loop])
     with open(args.json, "w") as f:
         json.dump(report, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            for loop, results in report["results"].items():
+                f.write(markdown(f"{loop}, {report['mode']}", results, report["targets"][loop]) + "\n")
     print(f"\nwrote {args.json} ({report['seconds']} s)")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import sys
 from collections.abc import Coroutine
@@ -61,13 +62,16 @@ async def run_workloads(server: ServerApi, args: argparse.Namespace, same_proces
 async def main_async(args: argparse.Namespace) -> None:
     if args.role == "server":
         await serve_control(keys_for(args.keys, "server"))
-        return
+        os._exit(0)
     if args.role == "both":
         results = await run_workloads(Server(keys_for(args.keys, "server")), args, True)
     else:
         remote = await RemoteServer.connect(args.port)
         results = await run_workloads(remote, args, False)
     print(json.dumps(results), flush=True)
+    # Done: do not wait for executor threads still blocked in a socket call (the executor
+    # contender's leftovers), which asyncio.run() would join forever.
+    os._exit(0)
 
 
 def main() -> None:

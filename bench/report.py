@@ -127,3 +127,23 @@ def targets(results: Results) -> list[dict[str, Any]]:
         check("loop lag p99 <= 2 ms while saturating (worse variant)", max(lags) if lags else None,
               lambda x: x <= 2, " ms"),
     ]  # fmt: skip
+
+
+def markdown(title: str, results: Results, checks: list[dict[str, Any]]) -> str:
+    """The same table as ``print_table``, as Markdown (for docs/benchmarks.md)."""
+    sizes = sorted({int(w.split("_")[1]) for r in results.values() for w in r if w.startswith("throughput_")})
+    contenders = [c for c in SHORT if c in results]
+    others = [o for o in OTHERS if o in results]
+    head = ["", *(SHORT[c] for c in contenders)]
+    head += [f"dp / {SHORT[o]}" for o in others] + [f"batched / {SHORT[o]}" for o in others]
+    lines = [f"#### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, workload, key in rows(sizes):
+        values = {c: value(results, c, workload, key) for c in contenders}
+        cells = [label, *(fmt(values[c]) for c in contenders)]
+        cells += [ratio(values.get(v), values[o]) for v in ("dtls_peer", "dtls_peer_batch") for o in others]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| target | measured | |", "|---|---|---|"]
+    for check in checks:
+        verdict = "met" if check["met"] else ("**missed**" if check["met"] is not None else "n/a")
+        lines.append(f"| {check['target']} | {check['measured']} | {verdict} |")
+    return "\n".join(lines) + "\n"
