@@ -52,6 +52,13 @@ impl Sock {
         }
     }
 
+    /// The application's loop watches a plain socket level-triggered, so a read may stop
+    /// short of `WouldBlock`: anything left makes the loop call again. A registered socket's
+    /// (edge-triggered) readiness is only cleared by a `WouldBlock`.
+    pub(super) fn may_stop_short(&self) -> bool {
+        matches!(self, Self::Direct(_))
+    }
+
     /// Runs one non-blocking call; on a registered socket, a `WouldBlock` also clears tokio's
     /// readiness so its next wait really waits.
     fn io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {

@@ -456,6 +456,11 @@ impl Peer {
                         }
                     }
                 }
+                // A short batch means the socket is (almost surely) empty: skip the read that
+                // would only say so, one system call per wake-up.
+                if n < batch_io::BATCH && socket.may_stop_short() {
+                    break;
+                }
             }
         });
         // A datagram read on the application's thread can give the engine a timer (a new
