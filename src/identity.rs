@@ -5,6 +5,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openssl::asn1::{Asn1Object, Asn1Time};
@@ -14,6 +15,7 @@ use openssl::error::ErrorStack;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, PKeyRef, Private};
+use openssl::ssl::SslContext;
 use openssl::x509::{X509Builder, X509NameBuilder, X509Ref, X509};
 use x509_parser::asn1_rs::{Class, Oid, Tag};
 use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
@@ -59,6 +61,10 @@ pub struct Identity {
     // Cached so the infallible accessors never need to re-encode (and so never fail).
     cert_der: Vec<u8>,
     cert_pem: String,
+    /// OpenSSL contexts built from this identity, one per cipher list, shared by clones: every
+    /// connection of one identity shares one (each context costs about 17 KiB and its build
+    /// time; docs/benchmarks.md).
+    contexts: Arc<Mutex<Vec<(String, SslContext)>>>,
 }
 
 impl fmt::Debug for Identity {
@@ -200,7 +206,23 @@ impl Identity {
             node_id,
             cert_der,
             cert_pem,
+            contexts: Arc::default(),
         })
+    }
+
+    /// The context for `ciphers`, made by `build` the first time it is asked for.
+    pub(crate) fn context_for<E>(
+        &self,
+        ciphers: &str,
+        build: impl FnOnce() -> Result<SslContext, E>,
+    ) -> Result<SslContext, E> {
+        let mut contexts = self.contexts.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, context)) = contexts.iter().find(|(c, _)| c == ciphers) {
+            return Ok(context.clone());
+        }
+        let context = build()?;
+        contexts.push((ciphers.to_owned(), context.clone()));
+        Ok(context)
     }
 }
 

@@ -10,9 +10,16 @@ const GROUPS: &str = "X25519:P-256";
 /// Signatures accepted in the handshake: ECDSA only, so an RSA-keyed peer cannot authenticate.
 const SIGALGS: &str = "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512";
 
+/// The DTLS 1.2 context for `identity` and `config`'s ciphers, built once and then shared by
+/// every connection of that identity (a context holds no per-connection state: the pin and
+/// the timer are set on each `Ssl`).
+pub(crate) fn context(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError> {
+    identity.context_for(&config.ciphers, || build(identity, config))
+}
+
 /// Builds the DTLS 1.2 context: ECDHE-ECDSA AEAD suites, both sides present certificates,
 /// no renegotiation, compression, tickets or session cache.
-pub(crate) fn context(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError> {
+fn build(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError> {
     let openssl = |e: openssl::error::ErrorStack| ConfigError::OpenSsl(e.to_string());
     let mut b = SslContextBuilder::new(SslMethod::dtls()).map_err(openssl)?;
     b.set_min_proto_version(Some(SslVersion::DTLS1_2)).map_err(openssl)?;
@@ -34,4 +41,26 @@ pub(crate) fn context(identity: &Identity, config: &Config) -> Result<SslContext
     b.set_private_key(identity.private_key()).map_err(openssl)?;
     b.check_private_key().map_err(openssl)?;
     Ok(b.build())
+}
+
+#[cfg(test)]
+mod tests {
+    use foreign_types::ForeignType;
+
+    use super::*;
+
+    #[test]
+    fn connections_of_one_identity_and_cipher_list_share_one_context() {
+        let identity = Identity::generate().unwrap();
+        let config = Config::default();
+        let first = context(&identity, &config).unwrap();
+        assert_eq!(context(&identity.clone(), &config).unwrap().as_ptr(), first.as_ptr());
+        let chacha = Config {
+            ciphers: "ECDHE-ECDSA-CHACHA20-POLY1305".into(),
+            ..Config::default()
+        };
+        assert_ne!(context(&identity, &chacha).unwrap().as_ptr(), first.as_ptr());
+        let stranger = Identity::generate().unwrap();
+        assert_ne!(context(&stranger, &config).unwrap().as_ptr(), first.as_ptr());
+    }
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import socket
 
 from dtls_peer import DTLSPeerConnection, Identity
@@ -11,7 +12,7 @@ from . import CIPHER, MTU, Endpoint, Keys
 
 async def make(sock: socket.socket, peer: tuple[str, int], role: str, keys: Keys) -> Endpoint:
     assert role in ("client", "server")
-    identity = Identity.load(keys.cert_path, keys.key_path)
+    identity = _identity(keys)
     conn = DTLSPeerConnection(
         sock,
         peer,
@@ -23,6 +24,13 @@ async def make(sock: socket.socket, peer: tuple[str, int], role: str, keys: Keys
     )
     sock.close()  # the connection owns a duplicate
     return Adapter(conn)
+
+
+@functools.cache
+def _identity(keys: Keys) -> Identity:
+    # One identity per process, as an application holds it: its connections share one
+    # OpenSSL context.
+    return Identity.load(keys.cert_path, keys.key_path)
 
 
 class Adapter:

@@ -3,6 +3,7 @@ AEAD suite, the peer's node ID (SHA-256 of its public key) checked in the verify
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import socket
 
@@ -14,7 +15,9 @@ from . import CIPHER, MTU, Keys
 DTLS1_2_VERSION = 0xFEFD
 
 
+@functools.cache
 def context(keys: Keys) -> SSL.Context:
+    """One context per process and identity, as applications use pyOpenSSL."""
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.set_min_proto_version(DTLS1_2_VERSION)
     ctx.set_max_proto_version(DTLS1_2_VERSION)
