@@ -231,3 +231,31 @@ async def test_an_ended_connection_lets_a_new_one_use_the_same_socket(
     for i in range(20):
         await a2.send(b"new %d" % i)
         assert await recv_within(b2) == b"new %d" % i
+
+
+async def test_established_connections_dropped_without_close_release_everything(
+    identity_a: Identity, identity_b: Identity
+) -> None:
+    await one_cycle(identity_a, identity_b, -1)
+    baseline = await settle(resources())
+    for i in range(100):
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sa,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sb,
+        ):
+            sa.bind(("127.0.0.1", 0))
+            sb.bind(("127.0.0.1", 0))
+            a = DTLSPeerConnection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id)
+            b = DTLSPeerConnection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id)
+            await handshake_all(a, b)
+            await a.send(b"last words %d" % i)
+            assert await recv_within(b) == b"last words %d" % i
+            # A pending recv() is abandoned along with the connection.
+            pending = asyncio.ensure_future(a.recv())
+            await asyncio.sleep(0)
+            pending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await pending
+            del a, b, pending
+    after = await settle(baseline)
+    assert no_growth(baseline, after), f"(fds, OS threads, Python threads, tasks) {baseline} -> {after}"
