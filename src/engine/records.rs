@@ -2,6 +2,8 @@
 
 const RECORD_HEADER: usize = 13;
 const HANDSHAKE: u8 = 22;
+/// The alert content type.
+pub(super) const ALERT: u8 = 21;
 const CLIENT_HELLO: u8 = 1;
 
 /// Whether `datagram` begins with the first fragment of a ClientHello (epoch 0), the only
@@ -79,7 +81,6 @@ pub(super) fn renumber_epoch_zero(datagram: &mut [u8], next: &mut u64) {
 /// drops the datagram instead and lets retransmission bring a good copy.
 pub(super) fn has_impossible_epoch_zero_record(datagram: &[u8]) -> bool {
     const CHANGE_CIPHER_SPEC: u8 = 20;
-    const ALERT: u8 = 21;
     const APPLICATION_DATA: u8 = 23;
     let mut at = 0;
     while let Some(header) = datagram.get(at..at + RECORD_HEADER) {

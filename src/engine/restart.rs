@@ -67,8 +67,10 @@ impl Engine {
             Ok((stream, pin, timer)) => {
                 let mut old = std::mem::replace(&mut self.stream, stream);
                 // The old attempt's fatal alert still goes out, first; it tells the peer to
-                // start again too.
-                let mut abort = old.get_mut().take_outgoing();
+                // start again too. Anything else it left unsent belongs to a dead attempt.
+                let mut abort: Vec<Vec<u8>> = (old.get_mut().take_outgoing().into_iter())
+                    .filter(|d| d.first() == Some(&records::ALERT))
+                    .collect();
                 // Every attempt's session numbers its records from 0, so two attempts' alerts
                 // would be byte-identical; a peer drops repeats of an alert it already acted on
                 // (see `process`), so each attempt's alert carries the attempt in its number.
