@@ -1,6 +1,6 @@
 //! The OpenSSL context every connection uses: the security posture in one place.
 
-use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslOptions, SslSessionCacheMode, SslVersion};
+use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslSessionCacheMode, SslVersion};
 
 use crate::config::{Config, ConfigError};
 use crate::identity::Identity;
@@ -37,6 +37,7 @@ fn build(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError
             | SslOptions::CIPHER_SERVER_PREFERENCE,
     );
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
+    b.set_mode(SslMode::RELEASE_BUFFERS);
     b.set_certificate(identity.certificate()).map_err(openssl)?;
     b.set_private_key(identity.private_key()).map_err(openssl)?;
     b.check_private_key().map_err(openssl)?;
