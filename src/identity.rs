@@ -247,7 +247,20 @@ pub enum CertificateProblem {
 
 /// Checks a peer's leaf certificate (DER): P-256 key, valid self-signature. Returns its node ID.
 pub fn inspect_peer_certificate(der: &[u8]) -> Result<PeerCertificate, CertificateProblem> {
-    use CertificateProblem::{BadSelfSignature, Malformed, WrongKeyType};
+    let peer = inspect_peer_key(der)?;
+    let x509 = X509::from_der(der).map_err(|_| CertificateProblem::Malformed)?;
+    let key = x509.public_key().map_err(|_| CertificateProblem::Malformed)?;
+    // An OpenSSL error here means the signature could not even be decoded: still a bad one.
+    match x509.verify(&key) {
+        Ok(true) => Ok(peer),
+        _ => Err(CertificateProblem::BadSelfSignature),
+    }
+}
+
+/// [`inspect_peer_certificate`] without the self-signature (an ECDSA verification): the
+/// certificate parses and carries a P-256 key. Returns its node ID.
+pub fn inspect_peer_key(der: &[u8]) -> Result<PeerCertificate, CertificateProblem> {
+    use CertificateProblem::{Malformed, WrongKeyType};
     // Trailing bytes are rejected: the handshake hands over exactly one certificate.
     let Ok(([], cert)) = X509Certificate::from_der(der) else {
         return Err(Malformed);
@@ -275,15 +288,9 @@ pub fn inspect_peer_certificate(der: &[u8]) -> Result<PeerCertificate, Certifica
         let found = curve.map_or_else(|| "without a named curve".to_owned(), |c| oid_name(&c));
         return Err(WrongKeyType(format!("EC {found}")));
     }
-    let x509 = X509::from_der(der).map_err(|_| Malformed)?;
-    let key = x509.public_key().map_err(|_| Malformed)?;
-    // An OpenSSL error here means the signature could not even be decoded: still a bad one.
-    match x509.verify(&key) {
-        Ok(true) => Ok(PeerCertificate {
-            node_id: sha256_hex(spki.raw),
-        }),
-        _ => Err(BadSelfSignature),
-    }
+    Ok(PeerCertificate {
+        node_id: sha256_hex(spki.raw),
+    })
 }
 
 /// Node ID of a certificate given as PEM or DER. Any key type is accepted.

@@ -495,7 +495,7 @@ impl Engine {
         let der = self.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
         let verdict = match (&der, self.pin.verdict()) {
             (None, _) => Err(VerificationFailure::NoCertificate),
-            (Some(der), Some(Ok(_)) | None) => self.pin.judge(der),
+            (Some(der), Some(Ok(_)) | None) => self.pin.verdict_for(der),
             (Some(_), Some(Err(failure))) => Err(failure),
         };
         match verdict {
