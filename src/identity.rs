@@ -490,10 +490,14 @@ mod tests {
             let want = Err(CertificateProblem::WrongKeyType(name.into()));
             assert_eq!(inspect_peer_certificate(&der), want);
         }
-        let mut der = Identity::generate().unwrap().certificate_der();
+        let id = Identity::generate().unwrap();
+        let mut der = id.certificate_der();
         *der.last_mut().unwrap() ^= 0x01;
         let r = inspect_peer_certificate(&der);
         assert_eq!(r, Err(CertificateProblem::BadSelfSignature));
+        // The key alone is still that node's: the pin check (which leaves possession to the
+        // handshake's signatures) reads it without the signature.
+        assert_eq!(inspect_peer_key(&der).map(|p| p.node_id), Ok(id.node_id().to_owned()));
         for bad in [&b"not a cert"[..], &[], &der[..der.len() - 1]] {
             let r = inspect_peer_certificate(bad);
             assert_eq!(r, Err(CertificateProblem::Malformed));
