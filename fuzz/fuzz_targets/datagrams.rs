@@ -16,7 +16,7 @@ use libfuzzer_sys::fuzz_target;
 
 #[path = "../../tests/rust/common/datagram_ops.rs"]
 mod datagram_ops;
-use datagram_ops::Ops;
+use datagram_ops::{check_events, Ops};
 
 struct Fixture {
     client: Identity,
@@ -104,19 +104,6 @@ fn exchange(c: &mut Engine, s: &mut Engine, log: &mut Log, rounds: usize) {
     }
     log.client_events.extend(std::iter::from_fn(|| c.poll_event()));
     log.server_events.extend(std::iter::from_fn(|| s.poll_event()));
-}
-
-fn check_events(events: &[Event], expected_peer: &str, engine: &Engine) {
-    let connected = events.iter().position(|e| *e == Event::Connected);
-    if let Some(first) = events.iter().position(|e| matches!(e, Event::Message(_))) {
-        assert!(
-            connected.is_some_and(|c| c < first),
-            "message before Connected: {events:?}"
-        );
-    }
-    if connected.is_some() {
-        assert_eq!(engine.peer_node_id(), Some(expected_peer));
-    }
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -207,6 +194,6 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     }
-    check_events(&log.client_events, fx.server.node_id(), &c);
-    check_events(&log.server_events, fx.client.node_id(), &s);
+    check_events(&log.client_events, &c, fx.server.node_id());
+    check_events(&log.server_events, &s, fx.client.node_id());
 });

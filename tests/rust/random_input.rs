@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
-use dtls_peer::{Config, Engine, Event, State};
+use dtls_peer::{Config, State};
 
-use crate::common::datagram_ops::Ops;
+use crate::common::datagram_ops::{check_events, Ops};
 use crate::common::Pair;
 
 /// splitmix64: a fixed seed gives the same cases on every run and machine.
@@ -49,20 +49,6 @@ fn transcript() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     (p.sent_to_server, p.sent_to_client)
 }
 
-/// No message before Connected, and a connected engine reports the pinned peer.
-fn check(events: &[Event], engine: &Engine, pinned: &str) {
-    let connected = events.iter().position(|e| *e == Event::Connected);
-    if let Some(first) = events.iter().position(|e| matches!(e, Event::Message(_))) {
-        assert!(
-            connected.is_some_and(|c| c < first),
-            "message before Connected: {events:?}"
-        );
-    }
-    if connected.is_some() {
-        assert_eq!(engine.peer_node_id(), Some(pinned));
-    }
-}
-
 #[test]
 fn random_datagrams_before_and_during_the_handshake() {
     let (to_server, to_client) = transcript();
@@ -95,8 +81,8 @@ fn random_datagrams_before_and_during_the_handshake() {
             p.step();
         }
         run(&mut p);
-        check(&p.client_events, &p.client, p.server_id.node_id());
-        check(&p.server_events, &p.server, p.client_id.node_id());
+        check_events(&p.client_events, &p.client, p.server_id.node_id());
+        check_events(&p.server_events, &p.server, p.client_id.node_id());
         if p.both_connected() {
             completed += 1;
             p.client.send(b"after").unwrap();

@@ -4,6 +4,8 @@
 //! datagrams that are almost right.
 #![allow(dead_code)]
 
+use dtls_peer::{Engine, Event};
+
 /// Reads operations from `data`; `genuine` are datagrams to start edits from.
 pub struct Ops<'a> {
     pub data: &'a [u8],
@@ -56,5 +58,20 @@ impl Iterator for Ops<'_> {
                 Some(d)
             }
         }
+    }
+}
+
+/// What every run must keep, whatever it injected: no message before Connected, and a
+/// connected engine reports the pinned peer.
+pub fn check_events(events: &[Event], engine: &Engine, pinned: &str) {
+    let connected = events.iter().position(|e| *e == Event::Connected);
+    if let Some(first) = events.iter().position(|e| matches!(e, Event::Message(_))) {
+        assert!(
+            connected.is_some_and(|c| c < first),
+            "message before Connected: {events:?}"
+        );
+    }
+    if connected.is_some() {
+        assert_eq!(engine.peer_node_id(), Some(pinned));
     }
 }
