@@ -83,14 +83,19 @@ impl Pin {
         }
         let verdict = match ctx.current_cert().map(|c| c.to_der()) {
             Some(Ok(der)) => self.verdict_for(&der),
-            Some(Err(_)) => Err(VerificationFailure::Certificate(CertificateProblem::Malformed)),
-            None => Err(VerificationFailure::NoCertificate),
+            unreadable => {
+                let failure = match unreadable {
+                    Some(_) => VerificationFailure::Certificate(CertificateProblem::Malformed),
+                    None => VerificationFailure::NoCertificate,
+                };
+                // Kept for `verdict()`, which the engine reads to explain the abort.
+                *self.verdict.lock().unwrap_or_else(PoisonError::into_inner) = Some((Vec::new(), Err(failure.clone())));
+                Err(failure)
+            }
         };
         match verdict {
             Ok(_) => true,
             Err(failure) => {
-                // Kept for `verdict()`, which the engine reads to explain the abort.
-                *self.verdict.lock().unwrap_or_else(PoisonError::into_inner) = Some((Vec::new(), Err(failure.clone())));
                 ctx.set_error(refusal_reason(&failure));
                 false
             }

@@ -78,10 +78,11 @@ pub struct Engine {
     /// A server whose attempt failed waits for a new ClientHello; anything else the peer
     /// sends meanwhile belongs to the abandoned attempt.
     awaiting_client_hello: bool,
-    /// Whether the peer sent anything to the current attempt (false after a restart until it does).
-    heard_since_restart: bool,
-    /// When the current attempt started, if it is not the first.
-    restarted_at: Option<Instant>,
+    /// When the current attempt started, if it is not the first and the peer has sent
+    /// nothing for it yet.
+    unanswered_since: Option<Instant>,
+    /// The shortest encrypted record body the negotiated suite allows (set once connected).
+    min_record_body: usize,
     /// Datagrams that ended earlier attempts.
     fatal_inputs: VecDeque<Vec<u8>>,
     /// The sequence number given to the next epoch-0 record from the peer (see `records`).
@@ -157,8 +158,8 @@ impl Engine {
             abort: Vec::new(),
             abort_resends_left: 0,
             awaiting_client_hello: false,
-            heard_since_restart: true,
-            restarted_at: None,
+            unanswered_since: None,
+            min_record_body: 0,
             next_epoch_zero_record: 0,
             fatal_inputs: VecDeque::new(),
             client_hello_seen: false,
@@ -266,7 +267,7 @@ impl Engine {
                     self.stats.dropped_stale_handshake += 1;
                     return;
                 }
-                self.heard_since_restart = true;
+                self.unanswered_since = None;
                 let attempt = self.attempt;
                 let original = datagram.clone();
                 records::renumber_epoch_zero(&mut datagram, &mut self.next_epoch_zero_record);
@@ -283,7 +284,7 @@ impl Engine {
                 if self.route_new_handshake(now, &datagram) {
                     return;
                 }
-                if records::has_short_encrypted_record(&datagram, self.min_encrypted_len()) {
+                if records::has_short_encrypted_record(&datagram, self.min_record_body) {
                     self.stats.dropped_invalid += 1;
                     return;
                 }
@@ -456,8 +457,9 @@ impl Engine {
     }
 
     /// The shortest valid encrypted record body for the negotiated suite: AES-GCM carries an
-    /// 8-byte explicit nonce and a 16-byte tag, ChaCha20-Poly1305 only the tag.
-    fn min_encrypted_len(&self) -> usize {
+    /// 8-byte explicit nonce and a 16-byte tag, ChaCha20-Poly1305 only the tag. Read once at
+    /// connection, not per datagram.
+    fn negotiated_min_record_body(&self) -> usize {
         match self.stream.ssl().current_cipher().map(|c| c.name()) {
             Some(name) if name.contains("GCM") => 24,
             _ => 16,
@@ -503,6 +505,7 @@ impl Engine {
                 self.peer_node_id = Some(node_id);
                 self.peer_certificate = der;
                 self.state = State::Established;
+                self.min_record_body = self.negotiated_min_record_body();
                 self.retransmit_at = None;
                 self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
                 self.liveness_established(now);

@@ -88,8 +88,7 @@ impl Engine {
                 self.timer = timer;
                 self.attempt += 1;
                 self.last_failure = Some((failure, streak));
-                self.heard_since_restart = false;
-                self.restarted_at = Some(now);
+                self.unanswered_since = Some(now);
                 self.next_epoch_zero_record = 0;
                 self.retransmit_at = None;
                 match self.role {
@@ -117,7 +116,7 @@ impl Engine {
     /// A peer that restarts too answers within three of its retransmission periods.
     pub(super) fn unanswered_restart_ends(&self) -> Option<Instant> {
         let grace = self.config.initial_retransmit_timeout * ANSWER_PERIODS;
-        let ends = self.restarted_at.filter(|_| !self.heard_since_restart)? + grace;
+        let ends = self.unanswered_since? + grace;
         Some(self.handshake_deadline.map_or(ends, |d| d.min(ends)))
     }
 }

@@ -122,6 +122,7 @@ impl Engine {
         self.timer = next.timer;
         self.peer_node_id = next.peer_node_id;
         self.peer_certificate = next.peer_certificate;
+        self.min_record_body = next.min_record_body;
         self.stats.handshake_duration = next.stats.handshake_duration;
         self.adopt_liveness(next.liveness, now);
         self.stats.peer_restarts += 1;
