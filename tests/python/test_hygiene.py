@@ -5,12 +5,14 @@ everything; and every decrypted message is either received once or counted as dr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import random
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from conftest import (
@@ -43,16 +45,27 @@ def resources() -> tuple[int, int, int, int]:
     return open_fds(), os_threads(), threading.active_count(), len(asyncio.all_tasks())
 
 
-async def one_cycle(identity_a: Identity, identity_b: Identity, i: int) -> None:
-    """Create, handshake, exchange and close one pair; the sockets are closed here too."""
+@contextlib.contextmanager
+def fresh_pair(
+    identity_a: Identity, identity_b: Identity
+) -> Iterator[tuple[DTLSPeerConnection, DTLSPeerConnection]]:
+    """Two new connections pinned to each other over two new sockets, which are closed on exit
+    (the connections hold their own duplicates)."""
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sa,
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sb,
     ):
         sa.bind(("127.0.0.1", 0))
         sb.bind(("127.0.0.1", 0))
-        a = DTLSPeerConnection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id)
-        b = DTLSPeerConnection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id)
+        yield (
+            DTLSPeerConnection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id),
+            DTLSPeerConnection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id),
+        )
+
+
+async def one_cycle(identity_a: Identity, identity_b: Identity, i: int) -> None:
+    """Create, handshake, exchange and close one pair; the sockets are closed here too."""
+    with fresh_pair(identity_a, identity_b) as (a, b):
         try:
             await handshake_all(a, b)
             await a.send(b"ping %d" % i)
@@ -239,14 +252,7 @@ async def test_established_connections_dropped_without_close_release_everything(
     await one_cycle(identity_a, identity_b, -1)
     baseline = await settle(resources())
     for i in range(100):
-        with (
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sa,
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sb,
-        ):
-            sa.bind(("127.0.0.1", 0))
-            sb.bind(("127.0.0.1", 0))
-            a = DTLSPeerConnection(sa, address(sb), identity_a, expected_node_id=identity_b.node_id)
-            b = DTLSPeerConnection(sb, address(sa), identity_b, expected_node_id=identity_a.node_id)
+        with fresh_pair(identity_a, identity_b) as (a, b):
             await handshake_all(a, b)
             await a.send(b"last words %d" % i)
             assert await recv_within(b) == b"last words %d" % i
