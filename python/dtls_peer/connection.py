@@ -7,7 +7,7 @@ import ipaddress
 import os
 import socket
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Literal, Union
 
@@ -80,6 +80,25 @@ def _number(name: str, value: object) -> float:
     return float(value)
 
 
+def _ciphers(value: object) -> str | None:
+    """The suite list as OpenSSL's ``:``-separated string; a list or tuple of names is joined."""
+    if value is None or isinstance(value, str):
+        return value
+    if not isinstance(value, (list, tuple)):
+        kind = type(value).__name__
+        raise TypeError(
+            f"ciphers must be a str like 'A:B', a list or tuple of suite names, or None, not {kind}"
+        )
+    if not value:
+        raise ValueError("ciphers is an empty list; give at least one suite name, or None for the default")
+    for i, name in enumerate(value):
+        if not isinstance(name, str):
+            raise TypeError(f"ciphers[{i}] must be a suite name (str), not {type(name).__name__}")
+        if not name or ":" in name:
+            raise ValueError(f"ciphers[{i}] must be one suite name, not {name!r}")
+    return ":".join(value)
+
+
 def _integer(name: str, value: object, low: int, high: int, unit: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
@@ -94,8 +113,14 @@ class DTLSPeerConnection:
     ``sock`` is the application's UDP socket (``socket.socket``, a descriptor, or an asyncio
     ``DatagramTransport``, which is closed). The connection works on its own duplicate of the
     descriptor; do not read from the original afterwards. ``expected_node_id`` pins the peer
-    (checked during the handshake); ``None`` explicitly accepts any peer, which encrypts but
-    authenticates nothing. ``role="auto"`` makes the smaller node ID the client and needs a pin.
+    (checked during the handshake): the peer's node ID under this side's
+    ``identity.node_id_scheme`` ("sha256": 64 hex characters, any case; "libp2p": a base58btc
+    peer ID; a callable: the exact string it returns). ``None`` explicitly accepts any peer,
+    which encrypts but authenticates nothing. ``role="auto"`` makes the smaller node ID the
+    client and needs a pin; it compares the two node IDs as strings of the local scheme, so both
+    sides must use the same scheme (or choose ``"client"``/``"server"`` explicitly).
+    ``ciphers`` restricts the suites: an OpenSSL ``"A:B"`` string or a list or tuple of names,
+    all ECDHE-ECDSA AEAD suites (``None``: the default list).
     ``keepalive_interval`` (seconds) sends an authenticated keepalive, which any DTLS stack
     ignores, whenever nothing else was sent for that long, to hold NAT bindings open;
     ``idle_timeout`` ends the session with ``ConnectionClosed`` when nothing authenticated (a
@@ -113,7 +138,7 @@ class DTLSPeerConnection:
         mtu: int = 1200,
         handshake_timeout: float = 10.0,
         initial_retransmit_timeout: float = 0.25,
-        ciphers: str | None = None,
+        ciphers: str | Sequence[str] | None = None,
         receive_queue_size: int = DEFAULT_RECEIVE_QUEUE_SIZE,
         keepalive_interval: float | None = None,
         idle_timeout: float | None = None,
@@ -122,8 +147,7 @@ class DTLSPeerConnection:
             raise TypeError(f"identity must be a dtls_peer.Identity, not {type(identity).__name__}")
         if expected_node_id is not None and not isinstance(expected_node_id, str):
             raise TypeError(f"expected_node_id must be str or None, not {type(expected_node_id).__name__}")
-        if ciphers is not None and not isinstance(ciphers, str):
-            raise TypeError(f"ciphers must be str or None, not {type(ciphers).__name__}")
+        suites = _ciphers(ciphers)
         host, port = _parse_remote(remote_addr)
         mtu = _integer("mtu", mtu, MIN_MTU, MAX_MTU, " bytes")
         queue_size = _integer("receive_queue_size", receive_queue_size, 1, MAX_RECEIVE_QUEUE_SIZE)
@@ -144,7 +168,7 @@ class DTLSPeerConnection:
             mtu,
             timeout,
             rto,
-            ciphers,
+            suites,
             queue_size,
             keepalive,
             idle,
@@ -167,7 +191,9 @@ class DTLSPeerConnection:
             return str(role)
         if expected_node_id is None:
             raise ValueError("role='auto' needs expected_node_id: the roles are chosen by comparing node IDs")
-        peer = expected_node_id.lower()
+        # Node IDs compare as strings of the local scheme; only "sha256" IDs (hex) ignore case.
+        # The peer compares the same two strings only if it uses the same scheme.
+        peer = expected_node_id.lower() if identity.node_id_scheme == "sha256" else expected_node_id
         if peer == identity.node_id:
             raise ValueError("expected_node_id is this identity's own node ID")
         return "client" if identity.node_id < peer else "server"
@@ -349,8 +375,16 @@ class DTLSPeerConnection:
 
     @property
     def peer_node_id(self) -> str | None:
-        """The verified peer's node ID, once the handshake has completed."""
+        """The verified peer's node ID under this side's ``identity.node_id_scheme``, once the
+        handshake has completed."""
         return self._native.peer_node_id
+
+    @property
+    def peer_public_key(self) -> bytes | None:
+        """The verified peer's node key (DER SubjectPublicKeyInfo), once the handshake has
+        completed: the key its node ID was computed from, which is not the DTLS certificate's
+        key when the peer's certificate carries a node key endorsement (libp2p extension)."""
+        return self._native.peer_public_key
 
     @property
     def peer_certificate(self) -> bytes | None:

@@ -86,7 +86,7 @@ def other_sockets() -> Iterator[list[socket.socket]]:
         ("handshake_timeout", "10", "handshake_timeout"),
         ("handshake_timeout", None, "handshake_timeout"),
         ("initial_retransmit_timeout", "0.25", "initial_retransmit_timeout"),
-        ("ciphers", ["ECDHE-ECDSA-AES128-GCM-SHA256"], "ciphers"),
+        ("ciphers", {"ECDHE-ECDSA-AES128-GCM-SHA256"}, "ciphers"),
         ("receive_queue_size", 10.0, "receive_queue_size"),
     ],
 )
