@@ -15,7 +15,9 @@ from ..exceptions import HandshakeError, PeerVerificationError
 
 def add_command(commands: Any) -> None:
     demo_parser = commands.add_parser(
-        "demo", help="two peers on loopback: hole punch, pinned handshake, messages, a rejected impostor"
+        "demo",
+        help="two peers on loopback: hole punch, pinned handshake, messages, a rejected impostor, "
+        "then an Ed25519 node with a libp2p peer ID",
     )
     demo_parser.set_defaults(run=_run)
 
@@ -109,5 +111,35 @@ async def demo() -> int:
     finally:
         for sock in (alice_sock, bob_sock, mallory_sock):
             sock.close()
+    await _libp2p_nodes()
     print("demo finished")
     return 0
+
+
+async def _libp2p_nodes() -> None:
+    """Node keys other than P-256: an Ed25519 node and a P-256 node with libp2p peer IDs. The
+    Ed25519 key endorses an ephemeral P-256 DTLS certificate (libp2p's certificate extension),
+    so the handshake stays ECDHE-ECDSA while each side pins the other's peer ID."""
+    print("5. an Ed25519 node and a P-256 node, pinned by libp2p peer IDs")
+    carol_id = Identity.generate("ed25519", node_id_scheme="libp2p")
+    dave_id = Identity.generate("p256", node_id_scheme="libp2p")
+    print(f"  carol ({carol_id.key_type}) peer ID {carol_id.node_id}")
+    print(f"  dave  ({dave_id.key_type})    peer ID {dave_id.node_id}")
+    carol_sock, dave_sock = _udp_socket(), _udp_socket()
+    try:
+        carol = DTLSPeerConnection(
+            carol_sock, dave_sock.getsockname(), carol_id, expected_node_id=dave_id.node_id
+        )
+        dave = DTLSPeerConnection(
+            dave_sock, carol_sock.getsockname(), dave_id, expected_node_id=carol_id.node_id
+        )
+        await asyncio.gather(carol.handshake(), dave.handshake())
+        print(f"  handshake done: {carol.protocol_version} {carol.cipher}")
+        print(f"  dave verified carol as {dave.peer_node_id} (an Ed25519 key behind a P-256 certificate)")
+        await carol.send(b"hello from an Ed25519 node")
+        print(f"  dave got  {await dave.recv()!r}")
+        await carol.close()
+        await dave.close()
+    finally:
+        carol_sock.close()
+        dave_sock.close()

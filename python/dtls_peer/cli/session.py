@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 from .._native import Identity
 from ..connection import MAX_MTU, MIN_MTU, DTLSPeerConnection
 from ..exceptions import ConnectionClosed, MessageTooLarge
+from . import keys
 from .errors import CliError
 
 _STDIN_CHUNK = 65_536
@@ -34,10 +35,24 @@ def status(line: str) -> None:
 # -- arguments ---------------------------------------------------------------------------
 
 
-def _node_id(text: str) -> str:
-    value = text.strip().lower()
-    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
-        raise argparse.ArgumentTypeError(f"a node ID is 64 hex characters (see 'dtls-peer id'), not {text!r}")
+_HEX = frozenset("0123456789abcdef")
+_BASE58 = frozenset("123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz")
+
+
+def _peer_id(text: str, scheme: str) -> str:
+    """``--peer-id`` checked for its scheme's alphabet, so a typo is a usage error before any
+    socket or identity is made. The library checks the rest (a libp2p ID must decode as a
+    peer ID) when the connection is made."""
+    if scheme == "sha256":
+        value = text.strip().lower()
+        if len(value) != 64 or not _HEX.issuperset(value):
+            raise CliError(f"--peer-id: a node ID is 64 hex characters (see 'dtls-peer id'), not {text!r}", 2)
+        return value
+    value = text.strip()
+    if not value or not _BASE58.issuperset(value):
+        raise CliError(
+            f"--peer-id: a libp2p peer ID is base58btc text (12D3KooW..., Qm..., 16Uiu2...), not {text!r}", 2
+        )
     return value
 
 
@@ -85,14 +100,22 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--peer-id",
         required=True,
-        type=_node_id,
         metavar="ID",
-        help="the node ID the peer must present (pinned)",
+        help="the node ID the peer must present (pinned), under --scheme",
     )
     parser.add_argument(
-        "--cert", help="this node's certificate (PEM); without --cert/--key a fresh identity is made"
+        "--cert",
+        help="this node's certificate (PEM); optional with --key (one is made from the key); "
+        "without --cert/--key a fresh P-256 identity is made",
     )
-    parser.add_argument("--key", help="this node's private key (PEM)")
+    parser.add_argument(
+        "--key", help="this node's private key (PEM: PKCS#8, SEC1 or PKCS#1; P-256, Ed25519, RSA, secp256k1)"
+    )
+    keys.add_scheme_option(
+        parser,
+        "how node IDs are written, this node's and --peer-id: sha256 (64 hex characters; the "
+        "default) or libp2p (base58btc peer ID); both peers must use the same",
+    )
     parser.add_argument(
         "--echo", action="store_true", help="send every received message back instead of reading stdin"
     )
@@ -157,15 +180,18 @@ def add_commands(commands: Any) -> None:
 # -- setting up ----------------------------------------------------------------------------
 
 
+def _check_identity_options(args: argparse.Namespace) -> None:
+    if args.cert is not None and args.key is None:
+        raise CliError("--cert needs --key (the --cert and --key options go together; --key alone works)", 2)
+
+
 def _identity(args: argparse.Namespace) -> Identity:
-    if (args.cert is None) != (args.key is None):
-        raise CliError("--cert and --key go together", status=2)
-    if args.cert is None:
-        identity = Identity.generate()
+    if args.key is None:
+        identity = Identity.generate(node_id_scheme=args.scheme)
         status(f"this node's ID is {identity.node_id} (fresh identity: the peer pins it with --peer-id)")
         return identity
     try:
-        identity = Identity.load(args.cert, args.key)
+        identity = Identity.load(args.cert, args.key, node_id_scheme=args.scheme)
     except (OSError, ValueError) as e:
         raise CliError(f"cannot load the identity: {e}") from None
     status(f"this node's ID is {identity.node_id}")
@@ -241,6 +267,8 @@ def _show(address: Any) -> str:
 
 async def _open(args: argparse.Namespace) -> DTLSPeerConnection:
     role: Literal["client", "server"]
+    peer_id = _peer_id(args.peer_id, args.scheme)
+    _check_identity_options(args)
     # Addresses first: a typo there should not cost a fresh identity.
     if args.mode == "listen":
         sock = _bound_socket(args.bind, args.port)
@@ -257,17 +285,21 @@ async def _open(args: argparse.Namespace) -> DTLSPeerConnection:
         else:
             status(f"handshake from {_show(sock.getsockname())} with {_show(peer)}")
             role = "client"
-        return DTLSPeerConnection(
-            sock,
-            peer,
-            identity,
-            expected_node_id=args.peer_id,
-            role=role,
-            mtu=args.mtu,
-            handshake_timeout=args.handshake_timeout,
-            keepalive_interval=args.keepalive,
-            idle_timeout=args.idle_timeout,
-        )
+        try:
+            return DTLSPeerConnection(
+                sock,
+                peer,
+                identity,
+                expected_node_id=peer_id,
+                role=role,
+                mtu=args.mtu,
+                handshake_timeout=args.handshake_timeout,
+                keepalive_interval=args.keepalive,
+                idle_timeout=args.idle_timeout,
+            )
+        except ValueError as e:
+            # Every other argument was checked while parsing: this is the pin.
+            raise CliError(f"--peer-id: {e}", 2) from None
 
 
 # -- the session ---------------------------------------------------------------------------
