@@ -5,6 +5,7 @@ must be one line on stderr with a non-zero exit status, never a traceback."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import signal
@@ -22,6 +23,22 @@ from dtls_peer import Identity, node_id_from_certificate
 # Generous bound on any one step (process start-up included) on a loaded machine.
 STEP = 20.0
 NODE_ID = re.compile(r"\b[0-9a-f]{64}\b")
+
+# libp2p/specs tls/tls.md, test vector 1: a certificate whose extension carries an Ed25519 key.
+ED25519_VECTOR = bytes.fromhex(
+    "308201ae30820156a0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c6962"
+    "7032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133"
+    "303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a86"
+    "48ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a675"
+    "6fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea37c307a3078060a2b0601"
+    "040183a25a0101046a3068042408011220a77f1d92fedb59dddaea5a1c4abd1ac2fbde7d7b879ed364501809923d7c"
+    "11b90440d90d2769db992d5e6195dbb08e706b6651e024fda6cfb8846694a435519941cac215a8207792e42849cccc"
+    "6cd8136c6e4bde92a58c5e08cfd4206eb5fe0bf909300a06082a8648ce3d0403020346003043021f50f6b6c52711a8"
+    "81778718238f650c9fb48943ae6ee6d28427dc6071ae55e702203625f116a7a454db9c56986c82a25682f7248ea1cb"
+    "764d322ea983ed36a31b77"
+)
+ED25519_VECTOR_PEER_ID = "12D3KooWM6CgA9iBFZmcYAHA6A2qvbAxqfkmrYiRQuz3XEsk4Ksv"
+PEER_ID = re.compile(r"\b(12D3KooW|16Uiu2HA|Qm)[1-9A-HJ-NP-Za-km-z]{40,50}\b")
 
 
 def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -209,6 +226,18 @@ def test_keygen_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
         ),
         (["connect", "no-such-host.invalid:9", "--peer-id", "a" * 64], 1, ["no-such-host.invalid"]),
         (["listen", "--port", "9", "--bind", "not-an-ip", "--peer-id", "a" * 64], 1, ["not-an-ip"]),
+        (["keygen", "--cert", "a.crt", "--key", "a.key", "--type", "dsa"], 2, ["--type", "dsa"]),
+        (["keygen", "--cert", "a.crt", "--key", "a.key", "--type", "rsa1024"], 2, ["--type"]),
+        (["id", "garbage.crt", "--scheme", "md5"], 2, ["--scheme", "md5"]),
+        (["connect", "127.0.0.1:9", "--peer-id", "a" * 64, "--scheme", "sha1"], 2, ["--scheme"]),
+        # 0, O, I and l are not base58btc.
+        (["connect", "127.0.0.1:9", "--scheme", "libp2p", "--peer-id", "12D3KooW0OIl"], 2, ["base58"]),
+        # base58 text, but no peer ID: refused by the library's check of the pin.
+        (["connect", "127.0.0.1:9", "--scheme", "libp2p", "--peer-id", "abc"], 2, ["--peer-id"]),
+        # A libp2p peer ID is not a sha256 node ID (and the other way round).
+        (["connect", "127.0.0.1:9", "--peer-id", ED25519_VECTOR_PEER_ID], 2, ["64 hex"]),
+        (["connect", "127.0.0.1:9", "--peer-id", "a" * 64, "--key", "missing.key"], 1, ["missing.key"]),
+        (["connect", "127.0.0.1:9", "--peer-id", "a" * 64, "--key", "garbage.crt"], 1, ["garbage.crt"]),
     ],
 )
 def test_errors_are_one_line_and_a_non_zero_status(
@@ -231,6 +260,152 @@ def test_listening_on_a_port_in_use_is_an_error(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         done = run_cli("listen", "--bind", "127.0.0.1", "--port", port, "--peer-id", "a" * 64, cwd=tmp_path)
     assert_one_line_error(done, 1, "cannot bind", str(port))
+
+
+# -- node key types and schemes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("key_type", ["p256", "ed25519", "rsa", "secp256k1"])
+def test_keygen_writes_each_key_type(tmp_path: Path, key_type: str) -> None:
+    cert, key = tmp_path / "node.crt", tmp_path / "node.key"
+    done = run_cli("keygen", "--cert", cert, "--key", key, "--type", key_type, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.strip()
+    assert NODE_ID.fullmatch(printed), printed
+    assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    identity = Identity.load(cert, key)
+    assert (identity.key_type, identity.node_id) == (key_type, printed)
+    assert printed == hashlib.sha256(identity.public_key_der).hexdigest()
+    # The same node under the libp2p scheme: keygen, id and the library agree.
+    shown = run_cli("id", "--scheme", "libp2p", cert, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == Identity.load(None, key, node_id_scheme="libp2p").node_id
+    assert PEER_ID.fullmatch(shown.stdout.strip()), shown.stdout
+
+
+def test_keygen_prints_a_libp2p_peer_id_with_scheme_libp2p(tmp_path: Path) -> None:
+    cert, key = tmp_path / "node.crt", tmp_path / "node.key"
+    done = run_cli(
+        "keygen", "--type", "ed25519", "--scheme", "libp2p", "--cert", cert, "--key", key, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    peer_id = done.stdout.strip()
+    assert peer_id.startswith("12D3KooW") and PEER_ID.fullmatch(peer_id), peer_id
+    assert Identity.load(cert, key, node_id_scheme="libp2p").node_id == peer_id
+    assert run_cli("id", cert, "--scheme", "libp2p", cwd=tmp_path).stdout.strip() == peer_id
+    # The default scheme names the same key in hex.
+    hex_id = run_cli("id", cert, cwd=tmp_path).stdout.strip()
+    assert hex_id == Identity.load(cert, key).node_id and NODE_ID.fullmatch(hex_id)
+
+
+def test_id_reads_the_libp2p_extension(tmp_path: Path) -> None:
+    vector = tmp_path / "vector.der"
+    vector.write_bytes(ED25519_VECTOR)
+    shown = run_cli("id", "--scheme", "libp2p", vector, cwd=tmp_path)
+    assert (shown.returncode, shown.stdout.strip(), shown.stderr) == (0, ED25519_VECTOR_PEER_ID, "")
+
+
+def test_id_refuses_a_forged_libp2p_extension(tmp_path: Path) -> None:
+    # Vector 1 with one byte of the extension's signature changed: the endorsement is invalid.
+    forged = bytearray(ED25519_VECTOR)
+    at = forged.index(bytes.fromhex("d90d2769db99"))
+    forged[at] ^= 0x01
+    (tmp_path / "forged.der").write_bytes(bytes(forged))
+    for scheme in ("libp2p", "sha256"):
+        done = run_cli("id", "--scheme", scheme, "forged.der", cwd=tmp_path)
+        assert_one_line_error(done, 1, "forged.der")
+
+
+async def test_sessions_with_ed25519_and_key_only_identities_and_libp2p_ids(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    """An Ed25519 listener and a secp256k1 client that has only a key file, pinned by peer IDs."""
+    listener_cert, listener_key = tmp_path / "l.crt", tmp_path / "l.key"
+    made = run_cli(
+        "keygen",
+        "--type",
+        "ed25519",
+        "--scheme",
+        "libp2p",
+        "--cert",
+        listener_cert,
+        "--key",
+        listener_key,
+        cwd=tmp_path,
+    )
+    listener_id = made.stdout.strip()
+    client_key = tmp_path / "c.key"
+    made = run_cli(
+        "keygen",
+        "--type",
+        "secp256k1",
+        "--scheme",
+        "libp2p",
+        "--cert",
+        tmp_path / "c.crt",
+        "--key",
+        client_key,
+        cwd=tmp_path,
+    )
+    client_id = made.stdout.strip()
+    (tmp_path / "c.crt").unlink()
+    assert listener_id.startswith("12D3KooW") and client_id.startswith("16Uiu2HA"), (listener_id, client_id)
+
+    server = await spawn(
+        "listen", "--bind", "127.0.0.1", "--port", "0", "--scheme", "libp2p", "--peer-id", client_id,
+        "--cert", listener_cert, "--key", listener_key,
+    )  # fmt: skip
+    assert (await server.status(r"this node's ID is (\S+)")).group(1) == listener_id
+    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
+    client = await spawn(
+        "connect", f"127.0.0.1:{port}", "--scheme", "libp2p", "--peer-id", listener_id, "--key", client_key
+    )
+    assert (await client.status(r"this node's ID is (\S+)")).group(1) == client_id
+    for peer, other in ((client, listener_id), (server, client_id)):
+        found = await peer.status(r"connected to node (\S+) \(DTLSv1\.2 (\S+)\)")
+        assert found.group(1) == other
+        assert found.group(2).startswith("ECDHE-ECDSA-")
+    await client.say(b"from a key file")
+    assert await server.hear() == b"from a key file\n"
+    await server.say(b"from an Ed25519 node")
+    assert await client.hear() == b"from an Ed25519 node\n"
+    client.stdin.close()
+    assert await client.exit_status() == 0, client.transcript()
+    assert await server.exit_status() == 0, server.transcript()
+
+
+async def test_a_libp2p_pin_mismatch_exits_4(spawn: Spawn, tmp_path: Path) -> None:
+    key = tmp_path / "l.key"
+    run_cli("keygen", "--type", "ed25519", "--cert", tmp_path / "l.crt", "--key", key, cwd=tmp_path)
+    someone_else = Identity.generate("ed25519", node_id_scheme="libp2p").node_id
+    server = await spawn(
+        "listen", "--bind", "127.0.0.1", "--port", "0", "--scheme", "libp2p", "--peer-id", someone_else
+    )
+    port = (await server.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1)
+    client = await spawn(
+        "connect", f"127.0.0.1:{port}", "--scheme", "libp2p", "--peer-id", someone_else, "--key", key
+    )
+    assert await client.exit_status() == 4, client.transcript()
+    assert someone_else in client.status_lines[-1], client.transcript()
+    assert await server.exit_status() in (1, 4), server.transcript()
+
+
+def test_demo_runs_and_shows_an_ed25519_node(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dtls_peer", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "alice refused the peer: peer verification failed" in done.stdout, done.stdout
+    assert re.search(r"carol \(ed25519\) peer ID 12D3KooW\S+", done.stdout), done.stdout
+    assert re.search(r"dave verified carol as 12D3KooW\S+", done.stdout), done.stdout
+    assert "dave got  b'hello from an Ed25519 node'" in done.stdout, done.stdout
+    assert done.stdout.rstrip().endswith("demo finished"), done.stdout
 
 
 # -- sessions ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import re
 import shutil
 import socket
@@ -42,6 +43,8 @@ from pathlib import Path
 from typing import Literal, TypeVar
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from dtls_peer import (
     ConnectionClosed,
     DTLSPeerConnection,
@@ -308,10 +311,11 @@ def s_client_argv(
     port: int,
     bind_port: int,
     creds: Credentials,
-    trusted: Credentials,
+    trusted: Credentials | None,
     *,
     cipher: str = SUITE,
     protocol: str = "-dtls1_2",
+    extra: Sequence[str] = (),
 ) -> list[str]:
     argv = [
         openssl,
@@ -323,8 +327,10 @@ def s_client_argv(
         f"{LOOPBACK}:{bind_port}",
     ]
     argv += ["-cert", str(creds.cert), "-key", str(creds.key), "-cipher", cipher, "-mtu", str(MTU)]
-    argv += ["-verify_return_error", "-CAfile", str(trusted.cert)]
-    return argv
+    argv += ["-verify_return_error"]
+    if trusted is not None:
+        argv += ["-CAfile", str(trusted.cert)]
+    return argv + list(extra)
 
 
 def open_connection(local: Local, remote_port: int, pin: str, role: Role) -> DTLSPeerConnection:
@@ -671,3 +677,106 @@ async def test_client_refuses_a_downgrading_s_server(
         assert re.search(rb"no shared cipher|unsupported protocol|version", bytes(tool.stderr)), (
             tool.transcript()
         )
+
+
+# -- a node key OpenSSL cannot serve: an Ed25519 identity --------------------------------
+#
+# OpenSSL cannot use an Ed25519 key with the ECDHE-ECDSA suites, so such a node presents an
+# ephemeral P-256 certificate that its Ed25519 key endorses (libp2p extension). A standard DTLS
+# peer that does not read the extension authenticates the node by that certificate: it pins the
+# certificate's public key (here s_client's DANE-EE "3 1 1" record: SHA-256 of the SPKI), or
+# trusts exactly that certificate (s_server's -CAfile). The certificate is made once per
+# Identity object, so the pin changes whenever the node makes a new Identity.
+
+
+@pytest.fixture
+def ed25519_local(tmp_path: Path) -> Local:
+    """An Ed25519 node; ``creds.cert`` is what it presents (its DTLS certificate), for the tool."""
+    identity = Identity.generate("ed25519")
+    creds = Credentials(tmp_path / "local-dtls.crt", tmp_path / "no-key-for-the-tool")
+    creds.cert.write_text(identity.dtls_certificate_pem)
+    # The tool sees a P-256 certificate; its extension names the Ed25519 node.
+    assert creds.node_id == identity.node_id
+    return Local(identity, creds)
+
+
+def spki_sha256(certificate_der: bytes) -> str:
+    """The DANE "3 1 1" data of a certificate: SHA-256 of its DER SubjectPublicKeyInfo."""
+    key = x509.load_der_x509_certificate(certificate_der).public_key()
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
+def dane_pin(spki_hash: str) -> list[str]:
+    # DANE-EE(3) SPKI(1) SHA-256(1); the certificate's names are not what is pinned.
+    return [
+        "-dane_tlsa_domain", "node.invalid", "-dane_ee_no_namechecks",
+        "-dane_tlsa_rrdata", f"3 1 1 {spki_hash}",
+    ]  # fmt: skip
+
+
+async def test_s_client_pins_the_spki_of_an_ed25519_nodes_dtls_certificate(
+    openssl: str, ed25519_local: Local, tmp_path: Path
+) -> None:
+    identity = ed25519_local.identity
+    tool_creds = make_tool_credentials(openssl, "req-pkcs8", tmp_path / "tool")
+    tool_port = free_udp_port()
+    pin = dane_pin(spki_sha256(identity.dtls_certificate_der))
+    async with connection(ed25519_local, tool_port, tool_creds.node_id, "server") as conn:
+        port = conn.local_address[1]
+        argv = s_client_argv(openssl, port, tool_port, tool_creds, None, extra=pin)
+        async with run_tool(argv) as tool:
+            await step("handshake()", conn.handshake(), tool)
+            check_session(conn, tool_creds)
+
+            await tool.expect(b"Verify return code: 0 (ok)\n")
+            out = bytes(tool.stdout)
+            assert b"matched EE certificate at depth 0" in out, tool.transcript()
+            assert b"Cipher    : " + SUITE.encode() + b"\n" in out, tool.transcript()
+            seen = ssl.PEM_cert_to_DER_cert(certificate_after(b"Server certificate\n", out).decode())
+            assert seen == identity.dtls_certificate_der
+            assert node_id_from_certificate(seen) == identity.node_id
+
+            await exchange_messages(conn, tool)
+            await tool.write(b"Q\n")
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(_recv_until_closed(conn), STEP_TIMEOUT)
+            assert await tool.wait_exit() == 0, tool.transcript()
+
+
+async def test_s_client_pinning_the_node_key_instead_refuses_an_ed25519_node(
+    openssl: str, ed25519_local: Local, tmp_path: Path
+) -> None:
+    """The Ed25519 node key is not in the DTLS certificate's key: a standard peer that pins it
+    fails verification (the handshake fails on both sides, quickly)."""
+    identity = ed25519_local.identity
+    tool_creds = make_tool_credentials(openssl, "req-pkcs8", tmp_path / "tool")
+    tool_port = free_udp_port()
+    node_key_hash = hashlib.sha256(identity.public_key_der).hexdigest()
+    assert node_key_hash != spki_sha256(identity.dtls_certificate_der)
+    async with connection(ed25519_local, tool_port, tool_creds.node_id, "server") as conn:
+        port = conn.local_address[1]
+        argv = s_client_argv(openssl, port, tool_port, tool_creds, None, extra=dane_pin(node_key_hash))
+        async with run_tool(argv) as tool:
+            error = await refused_handshake(conn)
+            assert not isinstance(error, PeerVerificationError), f"{error!r}{tool.transcript()}"
+            assert await tool.wait_exit() != 0
+            await tool.expect(b"certificate verify failed", stream="stderr")
+
+
+async def test_s_server_trusting_the_dtls_certificate_of_an_ed25519_node(
+    openssl: str, ed25519_local: Local, tmp_path: Path
+) -> None:
+    tool_creds = make_tool_credentials(openssl, "req-pkcs8", tmp_path / "tool")
+    port = free_udp_port()
+    async with run_tool(s_server_argv(openssl, port, tool_creds, ed25519_local.creds)) as tool:
+        await tool.expect(b"ACCEPT\n")
+        async with connection(ed25519_local, port, tool_creds.node_id, "client") as conn:
+            await step("handshake()", conn.handshake(), tool)
+            check_session(conn, tool_creds)
+            await tool.expect(b"CIPHER is " + SUITE.encode() + b"\n")
+            await tool.expect(b"verify return:1", stream="stderr")
+            seen = certificate_after(b"Client certificate\n", bytes(tool.stdout))
+            assert node_id_from_certificate(seen) == ed25519_local.identity.node_id
+            await exchange_messages(conn, tool)
+        assert await tool.wait_exit() == 0, tool.transcript()

@@ -1,0 +1,462 @@
+"""Guards node keys of every supported type (P-256, Ed25519, RSA, secp256k1) and the node-ID
+schemes (sha256, libp2p, an application's callable): generation, saving, loading in every PEM
+form, the DTLS certificate each identity presents, published libp2p vectors, and the keys
+refused at load time.
+
+Node IDs are checked against ``node_ids.py``, which computes them with ``cryptography``
+independently of the library."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.x509.oid import NameOID
+from dtls_peer import Identity, node_id_from_certificate
+from node_ids import Scheme, dpc_node_id, expected_node_id, libp2p_public_key
+
+KEY_TYPES = ["p256", "ed25519", "rsa", "secp256k1"]
+# RSA key generation costs up to a second on a loaded machine: tests that generate a key per
+# case use these, and the module's saved RSA key (generated once) covers RSA.
+FAST_KEY_TYPES = ["p256", "ed25519", "secp256k1"]
+SCHEMES: list[Scheme] = ["sha256", "libp2p", dpc_node_id]
+SCHEME_IDS = ["sha256", "libp2p", "callable"]
+LIBP2P_OID = x509.ObjectIdentifier("1.3.6.1.4.1.53594.1.1")
+PKCS8 = "-----BEGIN PRIVATE KEY-----"
+
+
+@dataclass(frozen=True)
+class KeyFiles:
+    cert: Path
+    key: Path
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, KeyFiles]:
+    """One generated and saved identity per key type (RSA key generation is slow: once per module)."""
+    directory = tmp_path_factory.mktemp("keys")
+    files = {}
+    for key_type in KEY_TYPES:
+        found = KeyFiles(directory / f"{key_type}.crt", directory / f"{key_type}.key")
+        Identity.generate(key_type).save(found.cert, found.key)  # type: ignore[arg-type]
+        files[key_type] = found
+    return files
+
+
+def private_key(files: KeyFiles) -> object:
+    return serialization.load_pem_private_key(files.key.read_bytes(), password=None)
+
+
+def spki(key: object) -> bytes:
+    public = key.public_key()  # type: ignore[attr-defined]
+    der: bytes = public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return der
+
+
+def expected_key_class(key_type: str) -> type:
+    return {
+        "p256": ec.EllipticCurvePrivateKey,
+        "secp256k1": ec.EllipticCurvePrivateKey,
+        "ed25519": ed25519.Ed25519PrivateKey,
+        "rsa": rsa.RSAPrivateKey,
+    }[key_type]
+
+
+def common_name(cert: x509.Certificate) -> str:
+    return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+# -- generate, save, load ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=SCHEME_IDS)
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_generate_save_load_keeps_the_node_id(
+    saved: dict[str, KeyFiles], tmp_path: Path, key_type: str, scheme: Scheme
+) -> None:
+    files = saved[key_type]
+    loaded = Identity.load(files.cert, files.key, node_id_scheme=scheme)
+    assert loaded.key_type == key_type
+    assert loaded.node_id_scheme == scheme
+    # The node ID is the scheme applied to the node key, as an application computes it.
+    key = private_key(files)
+    assert isinstance(key, expected_key_class(key_type))
+    assert loaded.public_key_der == spki(key)
+    assert loaded.node_id == expected_node_id(spki(key), scheme)
+    # The same key file alone (no certificate) is the same node.
+    key_only = Identity.load(None, files.key, node_id_scheme=scheme)
+    assert (key_only.node_id, key_only.public_key_der, key_only.key_type) == (
+        loaded.node_id,
+        loaded.public_key_der,
+        key_type,
+    )
+    # Saved again (from either), it loads again as the same node; the key file is 0600 PKCS#8.
+    again = KeyFiles(tmp_path / "again.crt", tmp_path / "again.key")
+    key_only.save(again.cert, again.key)
+    assert stat.S_IMODE(again.key.stat().st_mode) == 0o600
+    assert again.key.read_text().startswith(PKCS8)
+    reloaded = Identity.load(again.cert, again.key, node_id_scheme=scheme)
+    assert reloaded.node_id == loaded.node_id
+    assert reloaded.public_key_der == loaded.public_key_der
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=SCHEME_IDS)
+@pytest.mark.parametrize("key_type", FAST_KEY_TYPES)
+def test_generate_with_a_scheme_and_reload(tmp_path: Path, key_type: str, scheme: Scheme) -> None:
+    identity = Identity.generate(key_type, node_id_scheme=scheme)  # type: ignore[arg-type]
+    assert identity.key_type == key_type
+    assert identity.node_id == expected_node_id(identity.public_key_der, scheme)
+    cert, key = tmp_path / "n.crt", tmp_path / "n.key"
+    identity.save(cert, key)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert Identity.load(cert, key, node_id_scheme=scheme).node_id == identity.node_id
+    assert Identity.load(None, key, node_id_scheme=scheme).node_id == identity.node_id
+
+
+def test_generate_defaults_to_p256_and_sha256() -> None:
+    identity = Identity.generate()
+    assert (identity.key_type, identity.node_id_scheme) == ("p256", "sha256")
+    assert identity.node_id == hashlib.sha256(identity.public_key_der).hexdigest()
+
+
+def test_each_generated_key_is_new() -> None:
+    first, second = Identity.generate("ed25519"), Identity.generate("ed25519")
+    assert first.node_id != second.node_id
+    assert first.public_key_der != second.public_key_der
+
+
+# -- the certificates an identity holds -------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", SCHEMES, ids=SCHEME_IDS)
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_node_and_dtls_certificates(saved: dict[str, KeyFiles], key_type: str, scheme: Scheme) -> None:
+    identity = Identity.load(saved[key_type].cert, saved[key_type].key, node_id_scheme=scheme)
+    node_cert = x509.load_der_x509_certificate(identity.certificate_der)
+    assert node_cert.public_bytes(serialization.Encoding.PEM).decode() == identity.certificate_pem
+    assert spki(node_cert) == identity.public_key_der
+    dtls_cert = x509.load_der_x509_certificate(identity.dtls_certificate_der)
+    assert dtls_cert.public_bytes(serialization.Encoding.PEM).decode() == identity.dtls_certificate_pem
+    # What DTLS presents is always a P-256 certificate (the ECDHE-ECDSA suites need one).
+    dtls_key = dtls_cert.public_key()
+    assert isinstance(dtls_key, ec.EllipticCurvePublicKey) and isinstance(dtls_key.curve, ec.SECP256R1)
+    digest = hashlib.sha256(identity.dtls_certificate_der).hexdigest().upper()
+    assert identity.fingerprint == ":".join(digest[i : i + 2] for i in range(0, 64, 2))
+    if key_type == "p256" and scheme != "libp2p":
+        # Today's identities: the node certificate is the DTLS certificate, no extension.
+        assert identity.dtls_certificate_der == identity.certificate_der
+        assert LIBP2P_OID not in [e.oid for e in dtls_cert.extensions]
+    else:
+        # An ephemeral P-256 certificate whose libp2p extension carries the node key.
+        assert identity.dtls_certificate_der != identity.certificate_der
+        assert spki(dtls_cert) != identity.public_key_der
+        extension = dtls_cert.extensions.get_extension_for_oid(LIBP2P_OID)
+        assert isinstance(extension.value, x509.UnrecognizedExtension)
+        assert libp2p_public_key(identity.public_key_der) in extension.value.value
+    # Made once per identity, not per access (or per connection).
+    assert identity.dtls_certificate_der == identity.dtls_certificate_der
+    # Any certificate of the identity names its node, whatever carries the node key.
+    for der in (identity.certificate_der, identity.dtls_certificate_der):
+        assert node_id_from_certificate(der, node_id_scheme=scheme) == identity.node_id
+        assert node_id_from_certificate(x509_pem(der), node_id_scheme=scheme) == identity.node_id
+
+
+def x509_pem(der: bytes) -> str:
+    return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_a_generated_node_certificate_is_self_signed_with_the_node_id_as_cn(
+    saved: dict[str, KeyFiles], key_type: str
+) -> None:
+    # Generated under the default scheme (the module's saved keys), and under libp2p.
+    identities = [Identity.load(saved[key_type].cert, saved[key_type].key)]
+    if key_type in FAST_KEY_TYPES:
+        identities.append(Identity.generate(key_type, node_id_scheme="libp2p"))  # type: ignore[arg-type]
+    for identity in identities:
+        cert = x509.load_der_x509_certificate(identity.certificate_der)
+        assert common_name(cert) == identity.node_id
+        assert cert.issuer == cert.subject
+        cert.verify_directly_issued_by(cert)
+
+
+# -- PEM forms -----------------------------------------------------------------------------
+
+
+def traditional(key: object) -> str:
+    pem: bytes = key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    return pem.decode()
+
+
+@pytest.mark.parametrize(
+    ("key_type", "header"),
+    [
+        ("p256", "-----BEGIN EC PRIVATE KEY-----"),  # SEC1
+        ("secp256k1", "-----BEGIN EC PRIVATE KEY-----"),  # SEC1
+        ("rsa", "-----BEGIN RSA PRIVATE KEY-----"),  # PKCS#1
+    ],
+)
+def test_from_pem_reads_sec1_and_pkcs1_keys(saved: dict[str, KeyFiles], key_type: str, header: str) -> None:
+    files = saved[key_type]
+    reference = Identity.load(files.cert, files.key)
+    key_pem = traditional(private_key(files))
+    assert key_pem.startswith(header)
+    for cert_pem in (files.cert.read_text(), files.cert.read_bytes(), None):
+        for key_form in (key_pem, key_pem.encode(), bytearray(key_pem.encode())):
+            identity = Identity.from_pem(cert_pem, key_form)
+            assert identity.node_id == reference.node_id
+            assert identity.public_key_der == reference.public_key_der
+
+
+@pytest.mark.parametrize("key_type", KEY_TYPES)
+def test_from_pem_reads_pkcs8_keys(saved: dict[str, KeyFiles], key_type: str) -> None:
+    files = saved[key_type]
+    key_pem = files.key.read_text()
+    assert key_pem.startswith(PKCS8)
+    with_cert = Identity.from_pem(files.cert.read_text(), key_pem, node_id_scheme="libp2p")
+    without = Identity.from_pem(None, key_pem.encode(), node_id_scheme="libp2p")
+    assert with_cert.node_id == without.node_id == expected_node_id(with_cert.public_key_der, "libp2p")
+
+
+@pytest.mark.parametrize(
+    ("cert_of", "key_of"), [("p256", "ed25519"), ("ed25519", "rsa"), ("rsa", "secp256k1")]
+)
+def test_a_certificate_must_match_its_key(saved: dict[str, KeyFiles], cert_of: str, key_of: str) -> None:
+    with pytest.raises(ValueError):
+        Identity.load(saved[cert_of].cert, saved[key_of].key)
+    with pytest.raises(ValueError):
+        Identity.from_pem(saved[cert_of].cert.read_text(), saved[key_of].key.read_text())
+
+
+# -- published libp2p vectors ----------------------------------------------------------------
+
+# libp2p/specs peer-ids/peer-ids.md, "Test vectors": an Ed25519 private key (seed, then public
+# key), protobuf-encoded. Its peer ID is asserted by go-libp2p's TestWalkthroughInSpec
+# (p2p/http/auth/internal/handshake/handshake_test.go), for the walkthrough in libp2p/specs
+# http/peer-id-auth.md; so is the peer ID of the all-zero seed.
+SPEC_ED25519_PRIVATE = bytes.fromhex(
+    "080112407e0830617c4a7de83925dfb2694556b12936c477a0e1feb2e148ec9da60fee7d"
+    "1ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e"
+)
+SPEC_ED25519_PUBLIC = bytes.fromhex(
+    "080112201ed1e8fae2c4a144b8be8fd4b47bf3d3b34b871c3cacf6010f0e42d474fce27e"
+)
+ED25519_PEER_IDS = {
+    SPEC_ED25519_PRIVATE[4:36]: "12D3KooWBtg3aaRMjxwedh83aGiUkwSxDwUZkzuJcfaqUmo7R3pq",
+    bytes(32): "12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+}
+
+
+@pytest.mark.parametrize("seed", list(ED25519_PEER_IDS), ids=["peer-ids-spec-key", "zero-key"])
+def test_libp2p_peer_id_of_a_published_ed25519_key(seed: bytes) -> None:
+    key = ed25519.Ed25519PrivateKey.from_private_bytes(seed)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    identity = Identity.from_pem(None, pem, node_id_scheme="libp2p")
+    assert identity.key_type == "ed25519"
+    assert identity.node_id == ED25519_PEER_IDS[seed]
+    if seed == SPEC_ED25519_PRIVATE[4:36]:
+        assert libp2p_public_key(identity.public_key_der) == SPEC_ED25519_PUBLIC
+    # The peer ID is carried by the DTLS certificate's extension.
+    assert (
+        node_id_from_certificate(identity.dtls_certificate_der, node_id_scheme="libp2p") == identity.node_id
+    )
+
+
+# libp2p/specs tls/tls.md, "Test vectors" (hex DER certificates and the peer IDs they authenticate).
+TLS_SPEC_VECTORS = {
+    "ed25519": (
+        "308201ae30820156a0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c6962"
+        "7032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133"
+        "303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a86"
+        "48ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a675"
+        "6fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea37c307a3078060a2b0601"
+        "040183a25a0101046a3068042408011220a77f1d92fedb59dddaea5a1c4abd1ac2fbde7d7b879ed364501809923d7c"
+        "11b90440d90d2769db992d5e6195dbb08e706b6651e024fda6cfb8846694a435519941cac215a8207792e42849cccc"
+        "6cd8136c6e4bde92a58c5e08cfd4206eb5fe0bf909300a06082a8648ce3d0403020346003043021f50f6b6c52711a8"
+        "81778718238f650c9fb48943ae6ee6d28427dc6071ae55e702203625f116a7a454db9c56986c82a25682f7248ea1cb"
+        "764d322ea983ed36a31b77",
+        "12D3KooWM6CgA9iBFZmcYAHA6A2qvbAxqfkmrYiRQuz3XEsk4Ksv",
+    ),
+    "ecdsa": (
+        "308201f63082019da0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c6962"
+        "7032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133"
+        "303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a86"
+        "48ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a675"
+        "6fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea381c23081bf3081bc060a"
+        "2b0601040183a25a01010481ad3081aa045f0803125b3059301306072a8648ce3d020106082a8648ce3d0301070342"
+        "0004bf30511f909414ebdd3242178fd290f093a551cf75c973155de0bb5a96fedf6cb5d52da7563e794b512f66e60c"
+        "7f55ba8a3acf3dd72a801980d205e8a1ad29f2044730450220064ea8124774caf8f50e57f436aa62350ce652418c01"
+        "9df5d98a3ac666c9386a022100aa59d704a931b5f72fb9222cb6cc51f954d04a4e2e5450f8805fe8918f71eaae300a"
+        "06082a8648ce3d04030203470030440220799395b0b6c1e940a7e4484705f610ab51ed376f19ff9d7c16757cfbf61b"
+        "8d4302206205c03fbb0f95205c779be86581d3e31c01871ad5d1f3435bcf375cb0e5088a",
+        "QmfXbAwNjJLXfesgztEHe8HwgVDCMMpZ9Eax1HYq6hn9uE",
+    ),
+    "secp256k1": (
+        "308201ba3082015fa0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c6962"
+        "7032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133"
+        "303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a86"
+        "48ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a675"
+        "6fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea38184308181307f060a2b"
+        "0601040183a25a01010471306f0425080212210206dc6968726765b820f050263ececf7f71e4955892776c0970542e"
+        "fd689d2382044630440220145e15a991961f0d08cd15425bb95ec93f6ffa03c5a385eedc34ecf464c7a8ab022026b3"
+        "109b8a3f40ef833169777eb2aa337cfb6282f188de0666d1bcec2a4690dd300a06082a8648ce3d0403020349003046"
+        "022100e1a217eeef9ec9204b3f774a08b70849646b6a1e6b8b27f93dc00ed58545d9fe022100b00dafa549d0f03547"
+        "878338c7b15e7502888f6d45db387e5ae6b5d46899cef0",
+        "16Uiu2HAkutTMoTzDw1tCvSRtu6YoixJwS46S1ZFxW8hSx9fWHiPs",
+    ),
+}
+# Vector 4: the extension's signature was not made by the key it carries.
+TLS_SPEC_INVALID = (
+    "308201f73082019da0030201020204499602d2300a06082a8648ce3d040302302031123010060355040a13096c6962"
+    "7032702e696f310a300806035504051301313020170d3735303130313133303030305a180f34303936303130313133"
+    "303030305a302031123010060355040a13096c69627032702e696f310a300806035504051301313059301306072a86"
+    "48ce3d020106082a8648ce3d030107034200040c901d423c831ca85e27c73c263ba132721bb9d7a84c4f0380b2a675"
+    "6fd601331c8870234dec878504c174144fa4b14b66a651691606d8173e55bd37e381569ea381c23081bf3081bc060a"
+    "2b0601040183a25a01010481ad3081aa045f0803125b3059301306072a8648ce3d020106082a8648ce3d0301070342"
+    "0004bf30511f909414ebdd3242178fd290f093a551cf75c973155de0bb5a96fedf6cb5d52da7563e794b512f66e60c"
+    "7f55ba8a3acf3dd72a801980d205e8a1ad29f204473045022100bb6e03577b7cc7a3cd1558df0da2b117dfdcc0399b"
+    "c2504ebe7de6f65cade72802206de96e2a5be9b6202adba24ee0362e490641ac45c240db71fe955f2c5cf8df6e300a"
+    "06082a8648ce3d0403020348003045022100e847f267f43717358f850355bdcabbefb2cfbf8a3c043b203a14788a09"
+    "2fe8db022027c1d04a2d41fd6b57a7e8b3989e470325de4406e52e084e34a3fd56eef0d0df"
+)
+
+
+@pytest.mark.parametrize("vector", list(TLS_SPEC_VECTORS))
+def test_node_id_from_certificate_gives_the_libp2p_spec_peer_ids(vector: str) -> None:
+    cert_hex, peer_id = TLS_SPEC_VECTORS[vector]
+    der = bytes.fromhex(cert_hex)
+    assert node_id_from_certificate(der, node_id_scheme="libp2p") == peer_id
+    # Under another scheme the same node key (the extension's, not the certificate's) is named.
+    cert = x509.load_der_x509_certificate(der)
+    extension = cert.extensions.get_extension_for_oid(LIBP2P_OID).value
+    assert isinstance(extension, x509.UnrecognizedExtension)
+    sha256_id = node_id_from_certificate(der, node_id_scheme="sha256")
+    assert sha256_id != hashlib.sha256(spki(cert)).hexdigest()
+
+
+def test_node_id_from_certificate_refuses_the_libp2p_spec_invalid_vector() -> None:
+    for scheme in ("libp2p", "sha256"):
+        with pytest.raises(ValueError):
+            node_id_from_certificate(bytes.fromhex(TLS_SPEC_INVALID), node_id_scheme=scheme)
+
+
+# -- refused keys and arguments --------------------------------------------------------------
+
+
+def pkcs8(key: object) -> bytes:
+    pem: bytes = key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem
+
+
+def self_signed(key: object, name: str = "refused") -> bytes:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())  # type: ignore[attr-defined]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+    )
+    algorithm = (
+        None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
+    )
+    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
+
+
+REFUSED_KEYS: dict[str, Callable[[], object]] = {
+    "rsa-1024": lambda: rsa.generate_private_key(65537, 1024),
+    "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
+    "ed448": lambda: ed448.Ed448PrivateKey.generate(),
+    "dsa": lambda: dsa.generate_private_key(2048),
+}
+
+
+@pytest.fixture(scope="module")
+def refused_keys() -> Iterator[dict[str, object]]:
+    yield {name: make() for name, make in REFUSED_KEYS.items()}
+
+
+@pytest.mark.parametrize("name", list(REFUSED_KEYS))
+def test_unsupported_keys_are_refused_at_load_time_naming_what_is_supported(
+    refused_keys: dict[str, object], tmp_path: Path, name: str
+) -> None:
+    key = refused_keys[name]
+    key_file, cert_file = tmp_path / "node.key", tmp_path / "node.crt"
+    key_file.write_bytes(pkcs8(key))
+    cert_file.write_bytes(self_signed(key))
+    attempts: list[Callable[[], Identity]] = [
+        lambda: Identity.from_pem(None, pkcs8(key)),
+        lambda: Identity.from_pem(cert_file.read_text(), pkcs8(key)),
+        lambda: Identity.load(None, key_file),
+        lambda: Identity.load(cert_file, key_file, node_id_scheme="libp2p"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(ValueError) as caught:
+            attempt()
+        message = str(caught.value).lower()
+        if name == "rsa-1024":
+            assert "2048" in message, message
+        # The message names the key types that would work.
+        for supported in ("ed25519", "rsa", "secp256k1"):
+            assert supported in message, message
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "words"),
+    [
+        (lambda: Identity.generate("dsa"), ValueError, "ed25519"),  # type: ignore[arg-type]
+        (lambda: Identity.generate("P256"), ValueError, "p256"),  # type: ignore[arg-type]
+        (lambda: Identity.generate(node_id_scheme="md5"), ValueError, "libp2p"),  # type: ignore[arg-type]
+        (lambda: Identity.generate(node_id_scheme=42), TypeError, "node_id_scheme"),  # type: ignore[arg-type]
+        (lambda: node_id_from_certificate(b"", node_id_scheme="md5"), ValueError, "libp2p"),  # type: ignore[arg-type]
+    ],
+    ids=["unknown-key-type", "key-type-case", "unknown-scheme", "scheme-not-callable", "id-unknown-scheme"],
+)
+def test_unknown_key_types_and_schemes(
+    call: Callable[[], object], error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error) as caught:
+        call()
+    assert words in str(caught.value).lower()
+
+
+def test_a_callable_scheme_is_applied_to_the_node_key(saved: dict[str, KeyFiles]) -> None:
+    seen: list[bytes] = []
+
+    def scheme(spki_der: bytes) -> str:
+        seen.append(spki_der)
+        return "node:" + hashlib.blake2b(spki_der, digest_size=8).hexdigest()
+
+    identity = Identity.load(None, saved["ed25519"].key, node_id_scheme=scheme)
+    assert identity.node_id_scheme is scheme
+    assert seen and all(der == identity.public_key_der for der in seen)
+    assert identity.node_id == scheme(identity.public_key_der)
+
+
+def test_a_callable_scheme_that_fails_on_the_own_key_fails_the_load(saved: dict[str, KeyFiles]) -> None:
+    def broken(spki_der: bytes) -> str:
+        raise RuntimeError("no IDs today")
+
+    with pytest.raises(Exception, match="no IDs today"):
+        Identity.load(None, saved["p256"].key, node_id_scheme=broken)
