@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Union
+from typing import Literal, Union
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-Scheme = Union[str, Callable[[bytes], str]]
+Scheme = Union[Literal["sha256", "libp2p"], Callable[[bytes], str]]
 
 BASE58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 # libp2p's protobuf KeyType values.

@@ -165,7 +165,7 @@ def test_from_pem_refuses_garbage(saved: tuple[Path, Path], which: str) -> None:
 def test_from_pem_refuses_wrong_types(saved: tuple[Path, Path]) -> None:
     cert_text, key_text = (p.read_text() for p in saved)
     with pytest.raises(TypeError, match="cert_pem"):
-        Identity.from_pem(None, key_text)  # type: ignore[arg-type]
+        Identity.from_pem(42, key_text)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="key_pem"):
         Identity.from_pem(cert_text, 42)  # type: ignore[arg-type]
 
