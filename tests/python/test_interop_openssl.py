@@ -8,7 +8,10 @@ certificate (the tool trusts exactly our certificate via ``-CAfile`` and
 close_notify is honoured in both directions; also that a cookie exchange (``s_server
 -listen``) works and that a renegotiation request ends the session cleanly. The negative
 cases check that a refused peer makes ``handshake()`` raise ``PeerVerificationError`` or
-``HandshakeError`` at once rather than waiting for the handshake timeout.
+``HandshakeError`` at once rather than waiting for the handshake timeout. At the end, an
+Ed25519 identity (which OpenSSL cannot serve for these suites) is authenticated by the tools
+through its ephemeral P-256 DTLS certificate: s_client pins that certificate's SPKI, s_server
+trusts exactly that certificate.
 
 Notes on the tool (OpenSSL 3.0):
 
