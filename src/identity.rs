@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use openssl::asn1::{Asn1Object, Asn1Time};
+use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
 use openssl::ec::{EcGroup, EcKey};
 use openssl::error::ErrorStack;
@@ -17,9 +17,9 @@ use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, PKeyRef, Private};
 use openssl::ssl::SslContext;
 use openssl::x509::{X509Builder, X509NameBuilder, X509Ref, X509};
-use x509_parser::asn1_rs::{Class, Oid, Tag};
-use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::trust::sha256_hex;
 
 /// Errors from identity handling.
 #[derive(Debug)]
@@ -226,73 +226,6 @@ impl Identity {
     }
 }
 
-/// What a peer certificate is, as judged by [`inspect_peer_certificate`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerCertificate {
-    /// The peer's node ID (lowercase hex SHA-256 of its SubjectPublicKeyInfo DER).
-    pub node_id: String,
-}
-
-/// Why a peer certificate is unacceptable.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CertificateProblem {
-    /// DER did not parse as an X.509 certificate.
-    Malformed,
-    /// Public key is not ECDSA P-256 (names the algorithm or curve found, e.g. "rsaEncryption"
-    /// or "EC secp384r1").
-    WrongKeyType(String),
-    /// Self-signature does not verify with the certificate's own key.
-    BadSelfSignature,
-}
-
-/// Checks a peer's leaf certificate (DER): P-256 key, valid self-signature. Returns its node ID.
-pub fn inspect_peer_certificate(der: &[u8]) -> Result<PeerCertificate, CertificateProblem> {
-    let peer = inspect_peer_key(der)?;
-    let x509 = X509::from_der(der).map_err(|_| CertificateProblem::Malformed)?;
-    let key = x509.public_key().map_err(|_| CertificateProblem::Malformed)?;
-    // An OpenSSL error here means the signature could not even be decoded: still a bad one.
-    match x509.verify(&key) {
-        Ok(true) => Ok(peer),
-        _ => Err(CertificateProblem::BadSelfSignature),
-    }
-}
-
-/// [`inspect_peer_certificate`] without the self-signature (an ECDSA verification): the
-/// certificate parses and carries a P-256 key. Returns its node ID.
-pub fn inspect_peer_key(der: &[u8]) -> Result<PeerCertificate, CertificateProblem> {
-    use CertificateProblem::{Malformed, WrongKeyType};
-    // Trailing bytes are rejected: the handshake hands over exactly one certificate.
-    let Ok(([], cert)) = X509Certificate::from_der(der) else {
-        return Err(Malformed);
-    };
-    let spki = &cert.tbs_certificate.subject_pki;
-    let alg = &spki.algorithm;
-    // A key OpenSSL cannot even load (an unknown algorithm or curve) is damage, not a
-    // different kind of key; the difference decides whether a handshake is tried again.
-    let loadable = || X509::from_der(der).and_then(|c| c.public_key()).is_ok();
-    if alg.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
-        return Err(if loadable() {
-            WrongKeyType(oid_name(&alg.algorithm))
-        } else {
-            Malformed
-        });
-    }
-    // Oid::try_from does not check the tag, so anything but a universal OID is refused first.
-    let curve = (alg.parameters.as_ref())
-        .filter(|p| p.header.class() == Class::Universal && p.tag() == Tag::Oid)
-        .and_then(|p| Oid::try_from(p).ok());
-    if curve.as_ref() != Some(&OID_EC_P256) {
-        if !loadable() {
-            return Err(Malformed);
-        }
-        let found = curve.map_or_else(|| "without a named curve".to_owned(), |c| oid_name(&c));
-        return Err(WrongKeyType(format!("EC {found}")));
-    }
-    Ok(PeerCertificate {
-        node_id: sha256_hex(spki.raw),
-    })
-}
-
 /// Node ID of a certificate given as PEM or DER. Any key type is accepted.
 pub fn node_id_from_certificate(pem_or_der: &[u8]) -> Result<String, IdentityError> {
     let text = pem_or_der.trim_ascii_start();
@@ -328,7 +261,7 @@ pub fn parse_node_id(text: &str) -> Result<String, String> {
 
 /// Self-signed X.509 v3 certificate, ECDSA/SHA-256 signed, valid from one hour ago (tolerates
 /// clock skew between peers) for ten years.
-fn self_signed(key: &PKeyRef<Private>, common_name: &str) -> Result<X509, ErrorStack> {
+pub(crate) fn self_signed(key: &PKeyRef<Private>, common_name: &str) -> Result<X509, ErrorStack> {
     let mut name = X509NameBuilder::new()?;
     name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
     let name = name.build();
@@ -356,17 +289,6 @@ fn self_signed(key: &PKeyRef<Private>, common_name: &str) -> Result<X509, ErrorS
 fn parse_spki(der: &[u8]) -> Result<&[u8], String> {
     let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("certificate DER: {e}"))?;
     Ok(cert.tbs_certificate.subject_pki.raw)
-}
-
-/// Lowercase hex SHA-256; the single definition of how node IDs are spelled.
-fn sha256_hex(data: &[u8]) -> String {
-    openssl::sha::sha256(data).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Names an OID via OpenSSL's table, which knows more curves than x509-parser's registry.
-fn oid_name(oid: &Oid<'_>) -> String {
-    let dotted = oid.to_id_string();
-    Asn1Object::from_str(&dotted).map_or(dotted, |o| o.to_string())
 }
 
 fn invalid(what: &'static str) -> impl Fn(ErrorStack) -> IdentityError {
@@ -412,6 +334,7 @@ fn sync_parent(target: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trust::inspect_peer_certificate;
     use openssl::rsa::Rsa;
     use openssl::symm::Cipher;
 
@@ -481,27 +404,6 @@ mod tests {
         let enc = a.private_key().private_key_to_pem_pkcs8_passphrase(cipher, b"pw");
         let r = Identity::from_pem(a_cert.as_bytes(), &enc.unwrap());
         assert!(matches!(r, Err(IdentityError::InvalidPem(_))), "{r:?}");
-    }
-
-    #[test]
-    fn inspect_rejects_wrong_keys_and_bad_signatures() {
-        for (curve, name) in WRONG_KEYS {
-            let der = self_signed(&key_of(curve), "t").unwrap().to_der().unwrap();
-            let want = Err(CertificateProblem::WrongKeyType(name.into()));
-            assert_eq!(inspect_peer_certificate(&der), want);
-        }
-        let id = Identity::generate().unwrap();
-        let mut der = id.certificate_der();
-        *der.last_mut().unwrap() ^= 0x01;
-        let r = inspect_peer_certificate(&der);
-        assert_eq!(r, Err(CertificateProblem::BadSelfSignature));
-        // The key alone is still that node's: the pin check (which leaves possession to the
-        // handshake's signatures) reads it without the signature.
-        assert_eq!(inspect_peer_key(&der).map(|p| p.node_id), Ok(id.node_id().to_owned()));
-        for bad in [&b"not a cert"[..], &[], &der[..der.len() - 1]] {
-            let r = inspect_peer_certificate(bad);
-            assert_eq!(r, Err(CertificateProblem::Malformed));
-        }
     }
 
     #[test]

@@ -5,14 +5,15 @@
 //!   failures), then sleep until `poll_timeout` and call `handle_timeout`.
 //! - [`driver`]: runs an engine over a real UDP socket on tokio.
 //! - [`identity`]: node identities (ECDSA P-256 certificates) and node IDs.
+//! - [`trust`]: the peer's node key and node ID, judged inside the handshake.
 //! - `bindings` (feature `python`): the `dtls_peer._native` extension module.
 
 pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod identity;
-mod pin;
 mod policy;
+pub mod trust;
 
 pub use config::{Config, ConfigError, Role};
 pub use engine::{

@@ -29,8 +29,8 @@ pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, St
 
 use crate::config::{Config, ConfigError, Role};
 use crate::identity::Identity;
-use crate::pin::{self, Pin};
 use crate::policy;
+use crate::trust::verifier::{self, Pin};
 use liveness::Liveness;
 use pipe::DatagramPipe;
 use timer::{TimeoutOutcome, TimerState};
@@ -200,7 +200,7 @@ impl Engine {
         ));
         timer::install(&mut ssl, timer.clone());
         let pin = Arc::new(Pin::new(expected_node_id.clone()));
-        pin::install(&mut ssl, pin.clone());
+        verifier::install(&mut ssl, pin.clone());
         Ok((SslStream::new(ssl, DatagramPipe::default())?, pin, timer))
     }
 

@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use openssl::ssl::{SslRef, SslVerifyMode};
 use openssl::x509::{X509StoreContextRef, X509VerifyResult};
 
-use crate::engine::VerificationFailure;
-use crate::identity::{inspect_peer_certificate, inspect_peer_key, CertificateProblem};
+use super::{inspect_peer_certificate, inspect_peer_key, CertificateProblem, VerificationFailure};
 
 /// The pinned node ID and what the last verification concluded.
 #[derive(Debug)]
