@@ -12,6 +12,9 @@ pub enum CertificateProblem {
     WrongKeyType(String),
     /// Self-signature does not verify with the certificate's own key.
     BadSelfSignature,
+    /// The libp2p key extension is present but does not endorse the certificate key with a
+    /// supported node key (says why).
+    InvalidExtension(String),
 }
 
 /// Why the peer's certificate was rejected during the handshake.
@@ -28,6 +31,9 @@ pub enum VerificationFailure {
     },
     /// The certificate itself is unacceptable.
     Certificate(CertificateProblem),
+    /// The local node-ID scheme could not name the peer's key (an application scheme raised
+    /// or returned something other than a string; the text says which).
+    Scheme(String),
 }
 
 impl fmt::Display for VerificationFailure {
@@ -47,6 +53,10 @@ impl fmt::Display for VerificationFailure {
             Self::Certificate(CertificateProblem::BadSelfSignature) => {
                 f.write_str("the peer's certificate signature does not verify with its own key")
             }
+            Self::Certificate(CertificateProblem::InvalidExtension(why)) => {
+                write!(f, "the peer's certificate has an invalid libp2p key extension: {why}")
+            }
+            Self::Scheme(why) => f.write_str(why),
         }
     }
 }
