@@ -24,7 +24,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 pub use certificates::{libp2p_extension, self_signed};
 
-use crate::trust::{sha256_hex, KeyType, NodeIdScheme, PublicNodeKey, Sha256};
+use crate::trust::{sha256_hex, CertificateKeyError, KeyType, NodeIdScheme, PublicNodeKey, Sha256};
 
 /// Bits of a generated RSA node key.
 const GENERATED_RSA_BITS: u32 = 2048;
@@ -305,8 +305,13 @@ pub fn node_id_from_certificate(pem_or_der: &[u8], scheme: &dyn NodeIdScheme) ->
     } else {
         pem_or_der
     };
-    let key = crate::trust::certificate_node_key(der).map_err(IdentityError::InvalidPem)?;
-    scheme.node_id(&key).map_err(IdentityError::Scheme)
+    match crate::trust::certificate_node_key(der) {
+        Ok(key) => scheme.node_id(&key).map_err(IdentityError::Scheme),
+        Err(CertificateKeyError::UnsupportedKey { spki, why }) => scheme
+            .unsupported_key_id(&spki)
+            .ok_or(IdentityError::UnsupportedKey(why)),
+        Err(e) => Err(IdentityError::InvalidPem(e.to_string())),
+    }
 }
 
 /// The raw SubjectPublicKeyInfo DER inside a certificate's DER.
@@ -488,6 +493,14 @@ mod tests {
         let rsa_cert = self_signed(&rsa, "t", None).unwrap().to_der().unwrap();
         let want = sha256_hex(&rsa.public_key_to_der().unwrap());
         assert_eq!(node_id_from_certificate(&rsa_cert, &Sha256).unwrap(), want);
+        // A key no identity may hold still has a SHA-256 ID (pinning it gets a typed refusal
+        // in the handshake), but no libp2p one.
+        let p384 = key_of(Some(Nid::SECP384R1));
+        let p384_cert = self_signed(&p384, "t", None).unwrap().to_der().unwrap();
+        let want = sha256_hex(&p384.public_key_to_der().unwrap());
+        assert_eq!(node_id_from_certificate(&p384_cert, &Sha256).unwrap(), want);
+        let r = node_id_from_certificate(&p384_cert, &Libp2p);
+        assert!(matches!(r, Err(IdentityError::UnsupportedKey(_))), "{r:?}");
         let bad_pem = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         for bad in [&b"garbage"[..], bad_pem, b""] {
             let r = node_id_from_certificate(bad, &Sha256);

@@ -69,19 +69,49 @@ pub fn inspect_peer_key(der: &[u8]) -> Result<PublicNodeKey, CertificateProblem>
     })
 }
 
+/// Why [`certificate_node_key`] found no node key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateKeyError {
+    /// Not a certificate (says why).
+    Malformed(String),
+    /// The libp2p extension is present but invalid (says why).
+    InvalidExtension(String),
+    /// No extension, and the certificate's key is of no supported type: its raw DER SPKI,
+    /// which the SHA-256 scheme can still name.
+    UnsupportedKey {
+        /// The certificate's SubjectPublicKeyInfo as it appears in it.
+        spki: Vec<u8>,
+        /// What the key is.
+        why: String,
+    },
+}
+
+impl std::fmt::Display for CertificateKeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed(why) => write!(f, "certificate DER: {why}"),
+            Self::InvalidExtension(why) => write!(f, "invalid libp2p key extension: {why}"),
+            Self::UnsupportedKey { why, .. } => f.write_str(why),
+        }
+    }
+}
+
 /// The node key of any certificate (DER) a node may show: the one its libp2p extension
 /// endorses (an invalid extension is an error, never passed over), else the certificate's own
 /// key, of any supported type. The self-signature is not checked.
-pub fn certificate_node_key(der: &[u8]) -> Result<PublicNodeKey, String> {
-    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("certificate DER: {e}"))?;
+pub fn certificate_node_key(der: &[u8]) -> Result<PublicNodeKey, CertificateKeyError> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| CertificateKeyError::Malformed(e.to_string()))?;
     let spki = cert.tbs_certificate.subject_pki.raw;
     let mut endorsements = cert.extensions().iter().filter(|e| e.oid == LIBP2P_EXTENSION);
     match (endorsements.next(), endorsements.next()) {
-        (None, _) => PublicNodeKey::from_spki_der(spki),
-        (Some(_), Some(_)) => Err("invalid libp2p key extension: the certificate carries it twice".to_owned()),
-        (Some(extension), None) => {
-            endorsed_key(extension.value, spki).map_err(|why| format!("invalid libp2p key extension: {why}"))
-        }
+        (None, _) => PublicNodeKey::from_spki_der(spki).map_err(|why| CertificateKeyError::UnsupportedKey {
+            spki: spki.to_vec(),
+            why,
+        }),
+        (Some(_), Some(_)) => Err(CertificateKeyError::InvalidExtension(
+            "the certificate carries it twice".to_owned(),
+        )),
+        (Some(extension), None) => endorsed_key(extension.value, spki).map_err(CertificateKeyError::InvalidExtension),
     }
 }
 

@@ -15,7 +15,7 @@ mod node_key;
 mod scheme;
 pub(crate) mod verifier;
 
-pub use certificate::{certificate_node_key, inspect_peer_certificate, inspect_peer_key};
+pub use certificate::{certificate_node_key, inspect_peer_certificate, inspect_peer_key, CertificateKeyError};
 pub use failure::{CertificateProblem, VerificationFailure};
 pub use node_key::{KeyType, PublicNodeKey, RSA_BITS, SUPPORTED_KEYS};
 pub use scheme::{parse_node_id, scheme_named, Libp2p, NodeIdScheme, Sha256};

@@ -23,6 +23,15 @@ pub trait NodeIdScheme: Send + Sync {
     /// `text` as a node ID this scheme can produce, normalised for comparison, or why not.
     fn parse(&self, text: &str) -> Result<String, String>;
 
+    /// The node ID of a certificate key of no supported type, given as DER SPKI, if this
+    /// scheme can name one. Only `node_id_from_certificate` asks: it named any certificate's
+    /// key before node key types were checked, and pinning such an ID still gets a typed
+    /// refusal in the handshake.
+    fn unsupported_key_id(&self, spki_der: &[u8]) -> Option<String> {
+        let _ = spki_der;
+        None
+    }
+
     /// Whether a P-256 node key should still sit behind an ephemeral certificate with the
     /// libp2p extension (libp2p: the certificate key SHOULD NOT be the host key).
     fn separate_certificate_key(&self) -> bool {
@@ -51,6 +60,10 @@ impl NodeIdScheme for Sha256 {
 
     fn parse(&self, text: &str) -> Result<String, String> {
         parse_node_id(text)
+    }
+
+    fn unsupported_key_id(&self, spki_der: &[u8]) -> Option<String> {
+        Some(sha256_hex(spki_der))
     }
 }
 
