@@ -4,15 +4,18 @@
 //!   call drain `poll_transmit` (datagrams to send) and `poll_event` (connected, messages,
 //!   failures), then sleep until `poll_timeout` and call `handle_timeout`.
 //! - [`driver`]: runs an engine over a real UDP socket on tokio.
-//! - [`identity`]: node identities (ECDSA P-256 certificates) and node IDs.
+//! - [`identity`]: node identities (P-256, Ed25519, RSA or secp256k1 node keys) and their
+//!   certificates.
+//! - [`trust`]: the peer's node key and node ID (SHA-256, libp2p or the application's
+//!   scheme), judged inside the handshake.
 //! - `bindings` (feature `python`): the `dtls_peer._native` extension module.
 
 pub mod config;
 pub mod driver;
 pub mod engine;
 pub mod identity;
-mod pin;
 mod policy;
+pub mod trust;
 
 pub use config::{Config, ConfigError, Role};
 pub use engine::{
@@ -20,6 +23,7 @@ pub use engine::{
     EXPORTER_LABEL, KEEPALIVE_LEN,
 };
 pub use identity::{Identity, IdentityError};
+pub use trust::{KeyType, Libp2p, NodeIdScheme, Sha256};
 
 #[cfg(feature = "python")]
 mod bindings;

@@ -1,25 +1,44 @@
 //! The OpenSSL context every connection uses: the security posture in one place.
 
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
 use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslSessionCacheMode, SslVersion};
 
 use crate::config::{Config, ConfigError};
-use crate::identity::Identity;
+use crate::identity::{CertifiedKey, Identity};
 
 /// Key exchange groups offered: X25519 first, P-256 for peers without it.
 const GROUPS: &str = "X25519:P-256";
 /// Signatures accepted in the handshake: ECDSA only, so an RSA-keyed peer cannot authenticate.
 const SIGALGS: &str = "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512";
 
-/// The DTLS 1.2 context for `identity` and `config`'s ciphers, built once and then shared by
-/// every connection of that identity (a context holds no per-connection state: the pin and
-/// the timer are set on each `Ssl`).
+/// Contexts built so far, by the DTLS credentials (held weakly: an identity dropped by every
+/// user frees its contexts at the next build) and cipher list.
+type Cache = Vec<(Weak<CertifiedKey>, String, SslContext)>;
+static CONTEXTS: Mutex<Cache> = Mutex::new(Vec::new());
+
+/// The DTLS 1.2 context for `identity`'s DTLS credentials and `config`'s ciphers, built once
+/// and then shared by every connection of that identity and its clones (a context holds no
+/// per-connection state: the pin and the timer are set on each `Ssl`; each context costs about
+/// 17 KiB and its build time, docs/benchmarks.md).
 pub(crate) fn context(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError> {
-    identity.context_for(&config.ciphers, || build(identity, config))
+    let credentials = identity.dtls_credentials();
+    let mut cache = CONTEXTS.lock().unwrap_or_else(PoisonError::into_inner);
+    let hit = cache
+        .iter()
+        .find(|(owner, ciphers, _)| owner.as_ptr() == Arc::as_ptr(credentials) && *ciphers == config.ciphers);
+    if let Some((_, _, context)) = hit {
+        return Ok(context.clone());
+    }
+    let context = build(credentials, config)?;
+    cache.retain(|(owner, _, _)| owner.strong_count() > 0);
+    cache.push((Arc::downgrade(credentials), config.ciphers.clone(), context.clone()));
+    Ok(context)
 }
 
 /// Builds the DTLS 1.2 context: ECDHE-ECDSA AEAD suites, both sides present certificates,
 /// no renegotiation, compression, tickets or session cache.
-fn build(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError> {
+fn build(credentials: &CertifiedKey, config: &Config) -> Result<SslContext, ConfigError> {
     let openssl = |e: openssl::error::ErrorStack| ConfigError::OpenSsl(e.to_string());
     let mut b = SslContextBuilder::new(SslMethod::dtls()).map_err(openssl)?;
     b.set_min_proto_version(Some(SslVersion::DTLS1_2)).map_err(openssl)?;
@@ -38,8 +57,8 @@ fn build(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError
     );
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
     b.set_mode(SslMode::RELEASE_BUFFERS);
-    b.set_certificate(identity.certificate()).map_err(openssl)?;
-    b.set_private_key(identity.private_key()).map_err(openssl)?;
+    b.set_certificate(credentials.certificate()).map_err(openssl)?;
+    b.set_private_key(credentials.private_key()).map_err(openssl)?;
     b.check_private_key().map_err(openssl)?;
     Ok(b.build())
 }

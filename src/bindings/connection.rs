@@ -15,13 +15,16 @@ use super::waker::Waker;
 use crate::config::{Config, Role};
 use crate::driver::{self, Progress, Received, Sent};
 use crate::engine::{Engine, SendError};
-use crate::identity::parse_node_id;
 
 /// One DTLS connection driven on the I/O thread.
 #[pyclass(frozen, module = "dtls_peer._native")]
 pub(crate) struct Connection {
-    inner: driver::Connection,
+    /// Always `Some` until dropped (see `Drop`).
+    inner: Option<driver::Connection>,
     role: Role,
+    /// The identity's node-ID scheme is Python code, which the handshake calls holding this
+    /// connection's lock: every method then releases the GIL before locking (see `unlocked`).
+    runs_python: bool,
 }
 
 fn seconds(name: &str, value: f64) -> PyResult<Duration> {
@@ -63,8 +66,9 @@ impl Connection {
         let ip: IpAddr = host
             .parse()
             .map_err(|_| PyValueError::new_err(format!("remote host must be an IP address literal, got {host:?}")))?;
+        let scheme = identity.inner.scheme();
         let expected = expected_node_id
-            .map(parse_node_id)
+            .map(|id| scheme.parse(id))
             .transpose()
             .map_err(PyValueError::new_err)?;
         let role = match role {
@@ -89,25 +93,29 @@ impl Connection {
                 .transpose()?,
             idle_timeout: idle_timeout.map(|s| seconds("idle_timeout", s)).transpose()?,
         };
-        let engine = Engine::new(role, &identity.0, expected, config).map_err(config_error)?;
+        let engine = Engine::new(role, &identity.inner, expected, config).map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let inner = driver::Connection::spawn(socket, SocketAddr::new(ip, port), engine, receive_queue_size)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(Self { inner, role })
+        Ok(Self {
+            inner: Some(inner),
+            role,
+            runs_python: identity.runs_python(),
+        })
     }
 
     /// Routes this connection's notifications to `waker` under `token`.
     fn attach(&self, waker: &Waker, token: u64) {
-        self.inner.set_notifier(Arc::new(waker.token(token)));
+        self.conn().set_notifier(Arc::new(waker.token(token)));
     }
 
-    fn start_handshake(&self) {
-        self.inner.start_handshake();
+    fn start_handshake(&self, py: Python<'_>) {
+        self.unlocked(py, driver::Connection::start_handshake);
     }
 
     /// True once established, False while pending; raises the failure otherwise.
-    fn handshake_done(&self) -> PyResult<bool> {
-        match self.inner.progress() {
+    fn handshake_done(&self, py: Python<'_>) -> PyResult<bool> {
+        match self.unlocked(py, driver::Connection::progress) {
             Progress::Pending => Ok(false),
             Progress::Established => Ok(true),
             ended_progress => Err(ended(&ended_progress)),
@@ -116,23 +124,23 @@ impl Connection {
 
     /// True if sent, False if the socket is backed up (wait and retry).
     fn send(&self, py: Python<'_>, data: &[u8]) -> PyResult<bool> {
-        match py.detach(|| self.inner.send(data)) {
+        match py.detach(|| self.conn().send(data)) {
             Ok(Sent::Done) => Ok(true),
             Ok(Sent::Busy) => Ok(false),
-            Err(e) => Err(self.refused(e)),
+            Err(e) => Err(self.refused(py, e)),
         }
     }
 
     /// Stops the I/O thread reading the socket; returns the descriptor the event loop must
     /// watch (calling `receive_now` when readable), or None once closed.
-    fn take_over_reads(&self) -> Option<i32> {
-        self.inner.take_over_reads()
+    fn take_over_reads(&self, py: Python<'_>) -> Option<i32> {
+        self.unlocked(py, driver::Connection::take_over_reads)
     }
 
     /// Reads and decrypts what the socket holds, with the GIL released; true if anything
     /// changed that a waiting `recv()` or `handshake()` should look at.
     fn receive_now(&self, py: Python<'_>) -> bool {
-        py.detach(|| self.inner.receive_now())
+        py.detach(|| self.conn().receive_now())
     }
 
     /// Sends `messages[start:]` in order; returns how many were taken (fewer than all when the
@@ -145,13 +153,14 @@ impl Connection {
             .map(|m| m.cast_into::<PyBytes>().map_err(PyErr::from))
             .collect::<PyResult<Vec<_>>>()?;
         let slices: Vec<&[u8]> = owned.iter().map(|b| b.as_bytes()).collect();
-        py.detach(|| self.inner.send_many(&slices)).map_err(|e| self.refused(e))
+        py.detach(|| self.conn().send_many(&slices))
+            .map_err(|e| self.refused(py, e))
     }
 
     /// Up to `max_messages` queued messages (oldest first), or None if none is queued;
     /// raises once no message can come.
     fn try_recv_many<'py>(&self, py: Python<'py>, max_messages: usize) -> PyResult<Option<Bound<'py, PyList>>> {
-        match self.inner.try_recv_many(max_messages) {
+        match self.unlocked(py, |c| c.try_recv_many(max_messages)) {
             Received::Message(batch) => Ok(Some(PyList::new(py, batch.iter().map(|m| PyBytes::new(py, m)))?)),
             Received::NotEstablished => Err(not_established()),
             Received::Empty => Ok(None),
@@ -161,7 +170,7 @@ impl Connection {
 
     /// The next message, or None if none is queued; raises once no message can come.
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        match self.inner.try_recv() {
+        match self.unlocked(py, driver::Connection::try_recv) {
             Received::Message(m) => Ok(Some(PyBytes::new(py, &m))),
             Received::NotEstablished => Err(not_established()),
             Received::Empty => Ok(None),
@@ -170,28 +179,36 @@ impl Connection {
     }
 
     fn close(&self, py: Python<'_>) {
-        py.detach(|| self.inner.close());
+        py.detach(|| self.conn().close());
     }
 
+    /// The peer's node ID under the local identity's scheme, once verified.
     #[getter]
-    fn peer_node_id(&self) -> Option<String> {
-        self.inner.with_engine(|e| e.peer_node_id().map(str::to_owned))
+    fn peer_node_id(&self, py: Python<'_>) -> Option<String> {
+        self.with_engine(py, |e| e.peer_node_id().map(str::to_owned))
+    }
+
+    /// DER SubjectPublicKeyInfo of the peer's node key, once verified.
+    #[getter]
+    fn peer_public_key<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        let der = self.with_engine(py, |e| e.peer_public_key().map(<[u8]>::to_vec))?;
+        Some(PyBytes::new(py, &der))
     }
 
     #[getter]
     fn peer_certificate<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        self.inner
-            .with_engine(|e| e.peer_certificate().map(|der| PyBytes::new(py, der)))
+        let der = self.with_engine(py, |e| e.peer_certificate().map(<[u8]>::to_vec))?;
+        Some(PyBytes::new(py, &der))
     }
 
     #[getter]
-    fn cipher(&self) -> Option<&'static str> {
-        self.inner.with_engine(Engine::cipher)
+    fn cipher(&self, py: Python<'_>) -> Option<&'static str> {
+        self.with_engine(py, Engine::cipher)
     }
 
     #[getter]
-    fn protocol_version(&self) -> Option<&'static str> {
-        self.inner.with_engine(Engine::protocol_version)
+    fn protocol_version(&self, py: Python<'_>) -> Option<&'static str> {
+        self.with_engine(py, Engine::protocol_version)
     }
 
     #[getter]
@@ -201,31 +218,31 @@ impl Connection {
 
     #[getter]
     fn local_address(&self) -> (String, u16) {
-        let a = self.inner.local_address();
+        let a = self.conn().local_address();
         (a.ip().to_string(), a.port())
     }
 
     #[getter]
     fn remote_address(&self) -> (String, u16) {
-        let a = self.inner.remote_address();
+        let a = self.conn().remote_address();
         (a.ip().to_string(), a.port())
     }
 
     #[getter]
-    fn max_message_size(&self) -> usize {
-        self.inner.with_engine(Engine::max_message_size)
+    fn max_message_size(&self, py: Python<'_>) -> usize {
+        self.with_engine(py, Engine::max_message_size)
     }
 
     /// "new", "handshaking", "established", "closed" or "failed".
     #[getter]
-    fn state(&self) -> &'static str {
-        self.inner.phase().as_str()
+    fn state(&self, py: Python<'_>) -> &'static str {
+        self.unlocked(py, driver::Connection::phase).as_str()
     }
 
     /// Why the handshake failed or the session ended, once it has.
     #[getter]
-    fn end_reason(&self) -> Option<String> {
-        match self.inner.progress() {
+    fn end_reason(&self, py: Python<'_>) -> Option<String> {
+        match self.unlocked(py, driver::Connection::progress) {
             Progress::Pending | Progress::Established => None,
             Progress::Failed(failure) => Some(failure.to_string()),
             Progress::Closed(reason) => Some(reason.to_string()),
@@ -233,13 +250,13 @@ impl Connection {
     }
 
     #[getter]
-    fn is_established(&self) -> bool {
-        self.inner.progress() == Progress::Established
+    fn is_established(&self, py: Python<'_>) -> bool {
+        self.unlocked(py, driver::Connection::progress) == Progress::Established
     }
 
     /// Counters as a dict (see the README for each key).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
+        let s = self.unlocked(py, driver::Connection::stats);
         let e = &s.engine;
         let d = PyDict::new(py);
         d.set_item("datagrams_in", e.datagrams_in)?;
@@ -271,12 +288,48 @@ impl Connection {
 }
 
 impl Connection {
+    fn conn(&self) -> &driver::Connection {
+        self.inner.as_ref().expect("taken only by Drop")
+    }
+
+    /// Runs `f`, which locks the connection, with the GIL released when the node-ID scheme is
+    /// Python code: the handshake may hold the lock while it waits for the GIL to call the
+    /// scheme, so holding the GIL while waiting for the lock would deadlock. Without such a
+    /// scheme no Python runs under the lock, and the GIL is kept (releasing it costs a
+    /// hand-over when other Python threads run).
+    fn unlocked<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&driver::Connection) -> R + Send) -> R {
+        let conn = self.conn();
+        if self.runs_python {
+            py.detach(|| f(conn))
+        } else {
+            f(conn)
+        }
+    }
+
+    fn with_engine<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&Engine) -> R + Send) -> R {
+        self.unlocked(py, |c| c.with_engine(f))
+    }
+
     /// The exception for a refused send: once the handshake failed or the session ended, the
     /// same one (and message) `recv()` gives, rather than a bare "closed".
-    fn refused(&self, e: SendError) -> PyErr {
-        match (e, self.inner.progress()) {
+    fn refused(&self, py: Python<'_>, e: SendError) -> PyErr {
+        match (e, self.unlocked(py, driver::Connection::progress)) {
             (SendError::Closed, ended_progress @ (Progress::Failed(_) | Progress::Closed(_))) => ended(&ended_progress),
             (e, _) => send_error(e),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        let Some(inner) = self.inner.take() else {
+            return;
+        };
+        if self.runs_python {
+            // Dropping locks the connection, which a handshake may hold while it waits for the
+            // GIL (see `unlocked`). Without a GIL to release (Python shutting down) the closure,
+            // and the connection with it, is dropped here.
+            let _ = Python::try_attach(|py| py.detach(move || drop(inner)));
         }
     }
 }

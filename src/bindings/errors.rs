@@ -19,9 +19,10 @@ pub(crate) fn identity_error(e: IdentityError) -> PyErr {
     match e {
         IdentityError::Io(_) => PyOSError::new_err(e.to_string()),
         IdentityError::Exists(_) => PyFileExistsError::new_err(e.to_string()),
-        IdentityError::InvalidPem(_) | IdentityError::UnsupportedKey(_) | IdentityError::KeyMismatch => {
-            PyValueError::new_err(e.to_string())
-        }
+        IdentityError::InvalidPem(_)
+        | IdentityError::UnsupportedKey(_)
+        | IdentityError::KeyMismatch
+        | IdentityError::Scheme(_) => PyValueError::new_err(e.to_string()),
     }
 }
 

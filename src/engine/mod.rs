@@ -29,14 +29,15 @@ pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, St
 
 use crate::config::{Config, ConfigError, Role};
 use crate::identity::Identity;
-use crate::pin::{self, Pin};
 use crate::policy;
+use crate::trust::verifier::{self, Verifier};
+use crate::trust::Pin;
 use liveness::Liveness;
 use pipe::DatagramPipe;
 use timer::{TimeoutOutcome, TimerState};
 
-/// One attempt's OpenSSL session with the pin and timer state its callbacks share.
-type Session = (SslStream<DatagramPipe>, Arc<Pin>, Arc<TimerState>);
+/// One attempt's OpenSSL session with the verifier and timer state its callbacks share.
+type Session = (SslStream<DatagramPipe>, Arc<Verifier>, Arc<TimerState>);
 
 /// Datagrams kept while `Idle` (the peer may start before we do).
 const EARLY_DATAGRAMS: usize = 64;
@@ -65,8 +66,9 @@ pub struct Engine {
     config: Config,
     state: State,
     context: SslContext,
-    expected_node_id: Option<String>,
-    pin: Arc<Pin>,
+    /// Whom this engine accepts, and the scheme that names the peer.
+    expected_node_id: Pin,
+    pin: Arc<Verifier>,
     timer: Arc<TimerState>,
     /// This handshake's attempt number (see `restart`), from 1.
     attempt: u32,
@@ -105,6 +107,7 @@ pub struct Engine {
     handshake_deadline: Option<Instant>,
     retransmit_at: Option<Instant>,
     peer_node_id: Option<String>,
+    peer_public_key: Option<Vec<u8>>,
     peer_certificate: Option<Vec<u8>>,
     stats: Stats,
     liveness: Liveness,
@@ -122,7 +125,8 @@ impl std::fmt::Debug for Engine {
 
 impl Engine {
     /// A new engine that will authenticate as `identity` and accept only a peer whose node ID
-    /// is `expected_node_id` (normalised lowercase hex; `None` accepts any valid certificate).
+    /// under `identity`'s scheme is `expected_node_id` (normalised by the scheme's `parse`:
+    /// lowercase hex for SHA-256; `None` accepts any valid certificate).
     pub fn new(
         role: Role,
         identity: &Identity,
@@ -132,14 +136,15 @@ impl Engine {
         config.validate()?;
         u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?;
         let context = policy::context(identity, &config)?;
-        Self::from_context(context, role, expected_node_id, config)
+        let pin = Pin::new(expected_node_id, identity.scheme().clone());
+        Self::from_context(context, role, pin, config)
     }
 
     /// An engine on an existing context (the identity and policy are in it).
     fn from_context(
         context: SslContext,
         role: Role,
-        expected_node_id: Option<String>,
+        expected_node_id: Pin,
         config: Config,
     ) -> Result<Self, ConfigError> {
         let (stream, pin, timer) = Self::attempt_session(&context, role, &config, &expected_node_id)
@@ -174,6 +179,7 @@ impl Engine {
             handshake_deadline: None,
             retransmit_at: None,
             peer_node_id: None,
+            peer_public_key: None,
             peer_certificate: None,
             stats: Stats::default(),
             liveness: Liveness::default(),
@@ -185,7 +191,7 @@ impl Engine {
         context: &SslContext,
         role: Role,
         config: &Config,
-        expected_node_id: &Option<String>,
+        expected_node_id: &Pin,
     ) -> Result<Session, openssl::error::ErrorStack> {
         let mut ssl = Ssl::new(context)?;
         // `new` checked that the MTU fits.
@@ -199,8 +205,8 @@ impl Engine {
             config.max_retransmit_timeout,
         ));
         timer::install(&mut ssl, timer.clone());
-        let pin = Arc::new(Pin::new(expected_node_id.clone()));
-        pin::install(&mut ssl, pin.clone());
+        let pin = Arc::new(Verifier::new(expected_node_id.clone()));
+        verifier::install(&mut ssl, pin.clone());
         Ok((SslStream::new(ssl, DatagramPipe::default())?, pin, timer))
     }
 
@@ -446,6 +452,11 @@ impl Engine {
         self.peer_node_id.as_deref()
     }
 
+    /// DER SubjectPublicKeyInfo of the verified peer's node key, once connected.
+    pub fn peer_public_key(&self) -> Option<&[u8]> {
+        self.peer_public_key.as_deref()
+    }
+
     /// The peer's certificate (DER), once connected.
     pub fn peer_certificate(&self) -> Option<&[u8]> {
         self.peer_certificate.as_deref()
@@ -501,8 +512,9 @@ impl Engine {
             (Some(_), Some(Err(failure))) => Err(failure),
         };
         match verdict {
-            Ok(node_id) => {
-                self.peer_node_id = Some(node_id);
+            Ok(peer) => {
+                self.peer_node_id = Some(peer.node_id);
+                self.peer_public_key = Some(peer.public_key_der);
                 self.peer_certificate = der;
                 self.state = State::Established;
                 self.min_record_body = self.negotiated_min_record_body();

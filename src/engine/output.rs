@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::identity::CertificateProblem;
+pub use crate::trust::VerificationFailure;
 
 /// Something the caller must act on, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,22 +31,6 @@ pub enum HandshakeFailure {
     Protocol(String),
     /// `close` was called before the handshake finished.
     Closed,
-}
-
-/// Why the peer's certificate was rejected during the handshake.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VerificationFailure {
-    /// The peer presented no certificate.
-    NoCertificate,
-    /// The certificate is valid but belongs to another node.
-    NodeIdMismatch {
-        /// The pinned node ID.
-        expected: String,
-        /// The node ID the peer presented.
-        actual: String,
-    },
-    /// The certificate itself is unacceptable.
-    Certificate(CertificateProblem),
 }
 
 /// Why an established session ended.
@@ -170,27 +154,6 @@ pub fn alert_name(code: u8) -> &'static str {
         109 => "missing_extension",
         110 => "unsupported_extension",
         _ => "unknown alert",
-    }
-}
-
-impl fmt::Display for VerificationFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NoCertificate => f.write_str("the peer presented no certificate"),
-            Self::NodeIdMismatch { expected, actual } => {
-                write!(
-                    f,
-                    "peer node ID mismatch: expected {expected}, the peer presented {actual}"
-                )
-            }
-            Self::Certificate(CertificateProblem::Malformed) => f.write_str("the peer's certificate is malformed"),
-            Self::Certificate(CertificateProblem::WrongKeyType(found)) => {
-                write!(f, "the peer's certificate key is {found}, not ECDSA P-256")
-            }
-            Self::Certificate(CertificateProblem::BadSelfSignature) => {
-                f.write_str("the peer's certificate signature does not verify with its own key")
-            }
-        }
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::output::{HandshakeFailure, VerificationFailure};
 use super::{records, Engine, Role};
-use crate::identity::CertificateProblem;
+use crate::trust::CertificateProblem;
 
 /// Attempts per handshake, the first included; bounds the work spoofed alerts can cause.
 pub(super) const MAX_ATTEMPTS: u32 = 12;
@@ -26,7 +26,7 @@ pub(super) const ANSWER_PERIODS: u32 = 7;
 pub(super) const ABORT_RESENDS: u32 = 4;
 
 /// Alerts a peer sends when it refuses who we are: `unsupported_certificate` (our key type),
-/// `unknown_ca` (our node ID is not the one it pinned, see `pin`), `access_denied`, and
+/// `unknown_ca` (our node ID is not the one it pinned, see `trust::verifier`), `access_denied`, and
 /// `close_notify`/`user_canceled` (it gave up). OpenSSL never sends these for corrupted input.
 const REFUSAL_ALERTS: [u8; 5] = [0, 43, 48, 49, 90];
 

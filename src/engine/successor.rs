@@ -121,6 +121,7 @@ impl Engine {
         self.pin = next.pin;
         self.timer = next.timer;
         self.peer_node_id = next.peer_node_id;
+        self.peer_public_key = next.peer_public_key;
         self.peer_certificate = next.peer_certificate;
         self.min_record_body = next.min_record_body;
         self.stats.handshake_duration = next.stats.handshake_duration;

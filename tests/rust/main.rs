@@ -6,6 +6,7 @@ mod driver;
 mod faults;
 mod garbage;
 mod handshake;
+mod identity_keys;
 mod liveness;
 mod pinning;
 mod policy;

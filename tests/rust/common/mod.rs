@@ -52,6 +52,16 @@ impl Pair {
     pub fn with_configs(client_config: Config, server_config: Config) -> Self {
         let client_id = Identity::generate().unwrap();
         let server_id = Identity::generate().unwrap();
+        Self::with_identities(client_id, server_id, client_config, server_config)
+    }
+
+    /// Engines of the given identities, pinned to each other's node IDs.
+    pub fn with_identities(
+        client_id: Identity,
+        server_id: Identity,
+        client_config: Config,
+        server_config: Config,
+    ) -> Self {
         let client = Engine::new(
             Role::Client,
             &client_id,

@@ -6,30 +6,53 @@ use std::sync::{Arc, Mutex, PoisonError};
 use openssl::ssl::{SslRef, SslVerifyMode};
 use openssl::x509::{X509StoreContextRef, X509VerifyResult};
 
-use crate::engine::VerificationFailure;
-use crate::identity::{inspect_peer_certificate, inspect_peer_key, CertificateProblem};
+use super::{inspect_peer_certificate, inspect_peer_key, CertificateProblem, NodeIdScheme, VerificationFailure};
 
-/// The pinned node ID and what the last verification concluded.
-#[derive(Debug)]
-pub(crate) struct Pin {
+/// Whom a connection accepts: a node ID (normalised by the scheme), or anyone, and the local
+/// scheme that names the peer's key.
+#[derive(Debug, Clone)]
+pub struct Pin {
     expected: Option<String>,
+    scheme: Arc<dyn NodeIdScheme>,
+}
+
+impl Pin {
+    /// `expected` must already be normalised with `scheme.parse` (`None` accepts any valid
+    /// certificate).
+    pub fn new(expected: Option<String>, scheme: Arc<dyn NodeIdScheme>) -> Self {
+        Self { expected, scheme }
+    }
+}
+
+/// What verification found out about the peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// Its node ID under the local scheme.
+    pub node_id: String,
+    /// DER SubjectPublicKeyInfo of its node key.
+    pub public_key_der: Vec<u8>,
+}
+
+/// One handshake attempt's verification: the pin and what the last check concluded.
+#[derive(Debug)]
+pub(crate) struct Verifier {
+    pin: Pin,
     /// The certificate last judged (DER) and the verdict on it.
     verdict: Mutex<Option<(Vec<u8>, Verdict)>>,
 }
 
-/// The peer's node ID, or why its certificate was refused.
-type Verdict = Result<String, VerificationFailure>;
+/// The peer's identity, or why its certificate was refused.
+type Verdict = Result<PeerIdentity, VerificationFailure>;
 
-impl Pin {
-    /// `expected` is a normalised (lowercase) node ID, or `None` to accept any valid certificate.
-    pub(crate) fn new(expected: Option<String>) -> Self {
+impl Verifier {
+    pub(crate) fn new(pin: Pin) -> Self {
         Self {
-            expected,
+            pin,
             verdict: Mutex::new(None),
         }
     }
 
-    /// The peer's node ID once its certificate passed, or why it did not.
+    /// The peer's identity once its certificate passed, or why it did not.
     pub(crate) fn verdict(&self) -> Option<Verdict> {
         let judged = self.verdict.lock().unwrap_or_else(PoisonError::into_inner);
         judged.as_ref().map(|(_, verdict)| verdict.clone())
@@ -52,26 +75,34 @@ impl Pin {
 
     /// Judges a leaf certificate given as DER.
     ///
-    /// A pinned key needs no self-signature check: the handshake makes the peer sign with that
-    /// key (ServerKeyExchange, CertificateVerify), which OpenSSL verifies against the
-    /// certificate, and nothing else in the certificate is trusted. The self-signature is
-    /// checked when the node ID differs, to tell a damaged certificate (tried again, see
-    /// `engine::restart`) from another node's (final), and when nothing is pinned.
+    /// A pinned key needs no self-signature check: the handshake makes the peer sign with the
+    /// certificate key (ServerKeyExchange, CertificateVerify), which OpenSSL verifies, and the
+    /// node key either is that key or endorses it through the extension's signature, which is
+    /// always verified. Nothing else in the certificate (its CN, say) is trusted. The
+    /// self-signature is checked when the node ID differs, to tell a damaged certificate
+    /// (tried again, see `engine::restart`) from another node's (final), and when nothing is
+    /// pinned. The scheme runs once per certificate (a handshake sees one).
     fn judge(&self, der: &[u8]) -> Verdict {
         let failure = VerificationFailure::Certificate;
-        match &self.expected {
-            Some(expected) => {
-                let peer = inspect_peer_key(der).map_err(failure)?;
-                if peer.node_id == *expected {
-                    return Ok(peer.node_id);
-                }
-                let peer = inspect_peer_certificate(der).map_err(failure)?;
+        let key = match &self.pin.expected {
+            Some(_) => inspect_peer_key(der),
+            None => inspect_peer_certificate(der),
+        }
+        .map_err(failure)?;
+        let node_id = self.pin.scheme.node_id(&key).map_err(VerificationFailure::Scheme)?;
+        let peer = PeerIdentity {
+            node_id,
+            public_key_der: key.spki_der().to_vec(),
+        };
+        match &self.pin.expected {
+            Some(expected) if *expected != peer.node_id => {
+                inspect_peer_certificate(der).map_err(failure)?;
                 Err(VerificationFailure::NodeIdMismatch {
                     expected: expected.clone(),
                     actual: peer.node_id,
                 })
             }
-            None => inspect_peer_certificate(der).map(|peer| peer.node_id).map_err(failure),
+            _ => Ok(peer),
         }
     }
 
@@ -106,15 +137,18 @@ impl Pin {
 /// The verification error OpenSSL turns into the alert the peer receives. The peer decides
 /// from the alert whether to try again (see `engine::restart`): `unknown_ca` (48) for a valid
 /// certificate that is not the pinned one and `unsupported_certificate` (43) for a wrong key
-/// type say "not you", while `decrypt_error` (51) for a damaged certificate reads as noise.
+/// type or an invalid key extension say "not you", while `decrypt_error` (51) for a damaged
+/// certificate reads as noise. A failing local scheme sends `internal_error` (80): the fault is
+/// ours, and the peer's retry goes unanswered because this side's failure is final.
 fn refusal_reason(failure: &VerificationFailure) -> X509VerifyResult {
     let code = match failure {
         VerificationFailure::NodeIdMismatch { .. } | VerificationFailure::NoCertificate => {
             openssl_sys::X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
         }
-        VerificationFailure::Certificate(CertificateProblem::WrongKeyType(_)) => {
-            openssl_sys::X509_V_ERR_INVALID_PURPOSE
-        }
+        VerificationFailure::Certificate(
+            CertificateProblem::WrongKeyType(_) | CertificateProblem::InvalidExtension(_),
+        ) => openssl_sys::X509_V_ERR_INVALID_PURPOSE,
+        VerificationFailure::Scheme(_) => openssl_sys::X509_V_ERR_OUT_OF_MEM,
         VerificationFailure::Certificate(CertificateProblem::Malformed | CertificateProblem::BadSelfSignature) => {
             openssl_sys::X509_V_ERR_CERT_SIGNATURE_FAILURE
         }
@@ -127,7 +161,7 @@ fn refusal_reason(failure: &VerificationFailure) -> X509VerifyResult {
 }
 
 /// Requires a peer certificate on `ssl` and checks it with `pin` during the handshake.
-pub(crate) fn install(ssl: &mut SslRef, pin: Arc<Pin>) {
+pub(crate) fn install(ssl: &mut SslRef, pin: Arc<Verifier>) {
     ssl.set_verify_callback(
         SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
         move |_preverified, ctx| pin.verify(ctx),

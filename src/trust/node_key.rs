@@ -1,0 +1,229 @@
+//! Node keys as peers see them: the four key types a node may hold, their canonical DER
+//! SubjectPublicKeyInfo (what node IDs are computed from) and signature checks.
+
+use std::fmt;
+
+use openssl::bn::BigNumContext;
+use openssl::ec::{EcGroup, EcKey, EcPoint, PointConversionForm};
+use openssl::error::ErrorStack;
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{HasPublic, Id, PKey, PKeyRef, Public};
+use openssl::sign::Verifier;
+
+/// Smallest and largest RSA node key accepted, in bits.
+pub const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
+
+/// What `ValueError`s and refusals say is supported.
+pub const SUPPORTED_KEYS: &str = "ECDSA P-256, Ed25519, RSA (2048 to 8192 bits) or ECDSA secp256k1";
+
+/// A node key's type. The names are the ones the Python API uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KeyType {
+    /// ECDSA on NIST P-256 (libp2p "ECDSA").
+    P256,
+    /// Ed25519.
+    Ed25519,
+    /// RSA, 2048 to 8192 bits; signatures are PKCS#1 v1.5 with SHA-256, as libp2p uses.
+    Rsa,
+    /// ECDSA on secp256k1.
+    Secp256k1,
+}
+
+impl KeyType {
+    /// All types, in the order the documentation lists them.
+    pub const ALL: [Self; 4] = [Self::P256, Self::Ed25519, Self::Rsa, Self::Secp256k1];
+
+    /// "p256", "ed25519", "rsa" or "secp256k1".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::P256 => "p256",
+            Self::Ed25519 => "ed25519",
+            Self::Rsa => "rsa",
+            Self::Secp256k1 => "secp256k1",
+        }
+    }
+
+    /// The inverse of [`KeyType::as_str`]; the error names the supported types.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|t| t.as_str() == name)
+            .ok_or_else(|| format!("unsupported key_type {name:?}: expected 'p256', 'ed25519', 'rsa' or 'secp256k1'"))
+    }
+
+    /// The type of `key`, or why it is not a supported node key.
+    pub fn of<T: HasPublic>(key: &PKeyRef<T>) -> Result<Self, String> {
+        let unsupported = |found: String| format!("unsupported key: {found}; node keys must be {SUPPORTED_KEYS}");
+        match key.id() {
+            Id::ED25519 => Ok(Self::Ed25519),
+            Id::RSA => {
+                let bits = key.bits();
+                if RSA_BITS.contains(&bits) {
+                    Ok(Self::Rsa)
+                } else {
+                    Err(unsupported(format!("RSA with {bits} bits")))
+                }
+            }
+            Id::EC => match key.ec_key().ok().and_then(|ec| ec.group().curve_name()) {
+                Some(Nid::X9_62_PRIME256V1) => Ok(Self::P256),
+                Some(Nid::SECP256K1) => Ok(Self::Secp256k1),
+                Some(curve) => Err(unsupported(format!("EC {}", nid_name(curve)))),
+                None => Err(unsupported("EC with explicit curve parameters".to_owned())),
+            },
+            id => Err(unsupported(nid_name(Nid::from_raw(id.as_raw())))),
+        }
+    }
+
+    /// The message digest its signatures use (`None`: the scheme hashes by itself).
+    pub(crate) fn digest(self) -> Option<MessageDigest> {
+        match self {
+            Self::Ed25519 => None,
+            Self::P256 | Self::Rsa | Self::Secp256k1 => Some(MessageDigest::sha256()),
+        }
+    }
+}
+
+impl fmt::Display for KeyType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A supported node public key with its canonical DER SubjectPublicKeyInfo.
+#[derive(Clone)]
+pub struct PublicNodeKey {
+    key_type: KeyType,
+    spki: Vec<u8>,
+    key: PKey<Public>,
+}
+
+impl fmt::Debug for PublicNodeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicNodeKey")
+            .field("key_type", &self.key_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for PublicNodeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.spki == other.spki
+    }
+}
+
+impl Eq for PublicNodeKey {}
+
+impl PublicNodeKey {
+    /// The public half of `key`. EC points are re-encoded uncompressed so that a key has one
+    /// SPKI, however it was stored (as go-libp2p's `MarshalPKIXPublicKey` does).
+    pub fn from_key<T: HasPublic>(key: &PKeyRef<T>) -> Result<Self, String> {
+        let key_type = KeyType::of(key)?;
+        let der = || -> Result<Vec<u8>, ErrorStack> {
+            match key.ec_key() {
+                Ok(ec) => {
+                    let group = ec.group();
+                    let mut ctx = BigNumContext::new()?;
+                    let bytes = ec
+                        .public_key()
+                        .to_bytes(group, PointConversionForm::UNCOMPRESSED, &mut ctx)?;
+                    let point = EcPoint::from_bytes(group, &bytes, &mut ctx)?;
+                    PKey::from_ec_key(EcKey::from_public_key(group, &point)?)?.public_key_to_der()
+                }
+                Err(_) => key.public_key_to_der(),
+            }
+        };
+        let spki = der().map_err(|e| format!("encoding the public key: {e}"))?;
+        Self::from_spki_der(&spki).and_then(|k| {
+            (k.key_type == key_type)
+                .then_some(k)
+                .ok_or_else(|| "public key changed type on re-encoding".into())
+        })
+    }
+
+    /// A key given as DER SubjectPublicKeyInfo, kept byte for byte (certificates' SPKIs are
+    /// hashed exactly as they appear, as they always were).
+    pub fn from_spki_der(spki: &[u8]) -> Result<Self, String> {
+        let key = PKey::public_key_from_der(spki).map_err(|_| "the public key does not parse".to_owned())?;
+        let key_type = KeyType::of(&key)?;
+        Ok(Self {
+            key_type,
+            spki: spki.to_vec(),
+            key,
+        })
+    }
+
+    /// A key from libp2p's `PublicKey.Data` bytes for `key_type`: 32 raw bytes (Ed25519), a
+    /// 33-byte compressed point (secp256k1) or DER SPKI (RSA, ECDSA).
+    pub fn from_libp2p_data(key_type: KeyType, data: &[u8]) -> Result<Self, String> {
+        let bad = |what: &str| format!("the {key_type} public key in the extension is invalid ({what})");
+        let key = match key_type {
+            KeyType::Ed25519 => {
+                PKey::public_key_from_raw_bytes(data, Id::ED25519).map_err(|_| bad("not 32 key bytes"))?
+            }
+            KeyType::Secp256k1 => {
+                if data.len() != 33 {
+                    return Err(bad("not a 33-byte compressed point"));
+                }
+                let point = || -> Result<PKey<Public>, ErrorStack> {
+                    let group = EcGroup::from_curve_name(Nid::SECP256K1)?;
+                    let mut ctx = BigNumContext::new()?;
+                    let point = EcPoint::from_bytes(&group, data, &mut ctx)?;
+                    PKey::from_ec_key(EcKey::from_public_key(&group, &point)?)
+                };
+                point().map_err(|_| bad("not a point on the curve"))?
+            }
+            KeyType::Rsa | KeyType::P256 => {
+                PKey::public_key_from_der(data).map_err(|_| bad("not a DER SubjectPublicKeyInfo"))?
+            }
+        };
+        let found = KeyType::of(&key)?;
+        if found != key_type {
+            return Err(bad(&format!("its SubjectPublicKeyInfo holds a {found} key")));
+        }
+        Self::from_key(&key)
+    }
+
+    /// libp2p's `PublicKey.Data` bytes for this key.
+    pub fn libp2p_data(&self) -> Result<Vec<u8>, String> {
+        let failed = |e: ErrorStack| format!("encoding the public key: {e}");
+        match self.key_type {
+            KeyType::Ed25519 => self.key.raw_public_key().map_err(failed),
+            KeyType::Secp256k1 => {
+                let ec = self.key.ec_key().map_err(failed)?;
+                let mut ctx = BigNumContext::new().map_err(failed)?;
+                (ec.public_key()
+                    .to_bytes(ec.group(), PointConversionForm::COMPRESSED, &mut ctx))
+                .map_err(failed)
+            }
+            KeyType::Rsa | KeyType::P256 => Ok(self.spki.clone()),
+        }
+    }
+
+    /// The key type.
+    pub fn key_type(&self) -> KeyType {
+        self.key_type
+    }
+
+    /// The DER SubjectPublicKeyInfo node IDs are computed from.
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// Whether `signature` is this key's signature over `message` (an undecodable signature
+    /// is a wrong one).
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        let verifier = match self.key_type.digest() {
+            Some(digest) => Verifier::new(digest, &self.key),
+            None => Verifier::new_without_digest(&self.key),
+        };
+        verifier
+            .and_then(|mut v| v.verify_oneshot(signature, message))
+            .unwrap_or(false)
+    }
+}
+
+/// OpenSSL's long name for `nid`, or its number.
+pub(crate) fn nid_name(nid: Nid) -> String {
+    nid.long_name().map_or(format!("NID {}", nid.as_raw()), str::to_owned)
+}
