@@ -234,6 +234,22 @@ def test_keygen_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
         (["connect", "127.0.0.1:9", "--scheme", "libp2p", "--peer-id", "12D3KooW0OIl"], 2, ["base58"]),
         # base58 text, but no peer ID: refused by the library's check of the pin.
         (["connect", "127.0.0.1:9", "--scheme", "libp2p", "--peer-id", "abc"], 2, ["--peer-id"]),
+        # A pin cut short by one character: the listener says so before it waits for a peer.
+        (
+            [
+                "listen",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--scheme",
+                "libp2p",
+                "--peer-id",
+                ED25519_VECTOR_PEER_ID[:-1],
+            ],
+            2,
+            ["--peer-id", "libp2p peer ID"],
+        ),
         # A libp2p peer ID is not a sha256 node ID (and the other way round).
         (["connect", "127.0.0.1:9", "--peer-id", ED25519_VECTOR_PEER_ID], 2, ["64 hex"]),
         (["connect", "127.0.0.1:9", "--peer-id", "a" * 64, "--key", "missing.key"], 1, ["missing.key"]),

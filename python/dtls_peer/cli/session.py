@@ -187,15 +187,28 @@ def _check_identity_options(args: argparse.Namespace) -> None:
 
 def _identity(args: argparse.Namespace) -> Identity:
     if args.key is None:
-        identity = Identity.generate(node_id_scheme=args.scheme)
-        status(f"this node's ID is {identity.node_id} (fresh identity: the peer pins it with --peer-id)")
-        return identity
+        return Identity.generate(node_id_scheme=args.scheme)
     try:
-        identity = Identity.load(args.cert, args.key, node_id_scheme=args.scheme)
+        return Identity.load(args.cert, args.key, node_id_scheme=args.scheme)
     except (OSError, ValueError) as e:
-        raise CliError(f"cannot load the identity: {e}") from None
-    status(f"this node's ID is {identity.node_id}")
-    return identity
+        files = f"{args.cert} and {args.key}" if args.cert is not None else args.key
+        raise CliError(f"cannot load the identity from {files}: {e}") from None
+
+
+def _check_pin(identity: Identity, peer_id: str) -> None:
+    """Has the library check ``--peer-id`` under the identity's scheme before anything is
+    printed or awaited (a listener would otherwise learn of a mistyped pin only when a peer
+    arrives). The check runs when a connection is made; one made on a loopback socket towards
+    itself and closed before any handshake sends nothing."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        try:
+            conn = DTLSPeerConnection(
+                probe, probe.getsockname(), identity, expected_node_id=peer_id, role="client"
+            )
+        except ValueError as e:
+            raise CliError(f"--peer-id: {e}", 2) from None
+        conn.close_nowait()
 
 
 def _resolve(host: str, port: int) -> tuple[socket.AddressFamily, tuple[str, int]]:
@@ -277,6 +290,9 @@ async def _open(args: argparse.Namespace) -> DTLSPeerConnection:
         sock = _bound_socket(args.bind, args.local_port, family)
     with sock:
         identity = _identity(args)
+        _check_pin(identity, peer_id)
+        fresh = " (fresh identity: the peer pins it with --peer-id)" if args.key is None else ""
+        status(f"this node's ID is {identity.node_id}{fresh}")
         if args.mode == "listen":
             status(f"listening on UDP {_show(sock.getsockname())}")
             peer = await _first_dtls_sender(sock)
@@ -285,21 +301,17 @@ async def _open(args: argparse.Namespace) -> DTLSPeerConnection:
         else:
             status(f"handshake from {_show(sock.getsockname())} with {_show(peer)}")
             role = "client"
-        try:
-            return DTLSPeerConnection(
-                sock,
-                peer,
-                identity,
-                expected_node_id=peer_id,
-                role=role,
-                mtu=args.mtu,
-                handshake_timeout=args.handshake_timeout,
-                keepalive_interval=args.keepalive,
-                idle_timeout=args.idle_timeout,
-            )
-        except ValueError as e:
-            # Every other argument was checked while parsing: this is the pin.
-            raise CliError(f"--peer-id: {e}", 2) from None
+        return DTLSPeerConnection(
+            sock,
+            peer,
+            identity,
+            expected_node_id=peer_id,
+            role=role,
+            mtu=args.mtu,
+            handshake_timeout=args.handshake_timeout,
+            keepalive_interval=args.keepalive,
+            idle_timeout=args.idle_timeout,
+        )
 
 
 # -- the session ---------------------------------------------------------------------------
