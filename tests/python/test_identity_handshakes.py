@@ -494,6 +494,7 @@ async def test_an_extension_signed_by_another_key_is_refused(
     a, m = pair_of(udp_pair, connection, me, forged.identity, pin_a=victim.node_id)
     refusal, _ = await refused(a, m)
     assert refusal.actual_node_id != victim.node_id
+    assert "libp2p key extension" in str(refusal) and "signature does not verify" in str(refusal), refusal
 
 
 @pytest.mark.parametrize(
@@ -514,4 +515,5 @@ async def test_a_garbage_extension_is_refused_never_falling_back_to_the_certific
     me = node("p256", 0, "sha256")
     forged = forge(extension)
     a, m = pair_of(udp_pair, connection, me, forged.identity, pin_a=forged.certificate_key_id)
-    await refused(a, m)
+    refusal, _ = await refused(a, m)
+    assert "invalid libp2p key extension" in str(refusal), refusal
