@@ -152,6 +152,24 @@ async def test_handshake_between_key_types(
     await exchange(a, b)
 
 
+async def test_auto_roles_compare_libp2p_ids_case_sensitively(
+    udp_pair: UdpPairFactory, connection: ConnectionFactory
+) -> None:
+    """base58 is case-sensitive: folding case (right for hex IDs) would let both sides pick the
+    same role for a pair whose order changes under folding."""
+    for _ in range(500):
+        a_id, b_id = (Identity.generate("ed25519", node_id_scheme="libp2p") for _ in range(2))
+        if (a_id.node_id < b_id.node_id) != (a_id.node_id.lower() < b_id.node_id.lower()):
+            break
+    else:
+        pytest.fail("no pair of peer IDs whose order depends on case in 500 tries")
+    a, b = pair_of(udp_pair, connection, a_id, b_id, auto=True)
+    assert a.role == ("client" if a_id.node_id < b_id.node_id else "server")
+    assert {a.role, b.role} == {"client", "server"}
+    await handshake_all(a, b)
+    await exchange(a, b)
+
+
 # -- DPC Messenger's identity files ----------------------------------------------------------
 
 
