@@ -13,13 +13,13 @@ KEY_TYPES = ("p256", "ed25519", "rsa", "secp256k1")
 # The schemes a command line can name; a callable scheme is for applications (Python API).
 SCHEMES = ("sha256", "libp2p")
 SCHEME_HELP = (
-    "how node IDs are written: sha256 (64 hex characters, SHA-256 of the node key; the default) "
-    "or libp2p (a base58btc libp2p peer ID, 12D3KooW... for Ed25519)"
+    "sha256 (64 hex characters, SHA-256 of the node key; the default) or libp2p (a base58btc "
+    "libp2p peer ID, 12D3KooW... for Ed25519)"
 )
 
 
-def add_scheme_option(parser: argparse.ArgumentParser, help_text: str = SCHEME_HELP) -> None:
-    parser.add_argument("--scheme", choices=SCHEMES, default="sha256", help=help_text)
+def add_scheme_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--scheme", choices=SCHEMES, default="sha256", help=f"{what}: {SCHEME_HELP}")
 
 
 def add_commands(commands: Any) -> None:
@@ -37,7 +37,7 @@ def add_commands(commands: Any) -> None:
         default="p256",
         help="node key type: p256 (ECDSA P-256, the default), ed25519, rsa (2048 bits) or secp256k1",
     )
-    add_scheme_option(keygen, "the node ID to print: " + SCHEME_HELP)
+    add_scheme_option(keygen, "how to write the node ID printed")
     keygen.add_argument("--force", action="store_true", help="overwrite existing files")
     keygen.set_defaults(run=_keygen)
 
@@ -48,7 +48,7 @@ def add_commands(commands: Any) -> None:
         "(the key a libp2p extension endorses, if it has one, else its own key) under --scheme.",
     )
     show.add_argument("file", type=Path, help="certificate file, PEM or DER")
-    add_scheme_option(show)
+    add_scheme_option(show, "how to write the node ID")
     show.set_defaults(run=_show_id)
 
 

@@ -112,9 +112,7 @@ def _common_options(parser: argparse.ArgumentParser) -> None:
         "--key", help="this node's private key (PEM: PKCS#8, SEC1 or PKCS#1; P-256, Ed25519, RSA, secp256k1)"
     )
     keys.add_scheme_option(
-        parser,
-        "how node IDs are written, this node's and --peer-id: sha256 (64 hex characters; the "
-        "default) or libp2p (base58btc peer ID); both peers must use the same",
+        parser, "how node IDs are written, this node's and --peer-id (both peers use the same)"
     )
     parser.add_argument(
         "--echo", action="store_true", help="send every received message back instead of reading stdin"
