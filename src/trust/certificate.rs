@@ -130,7 +130,7 @@ fn endorsed_key(value: &[u8], certificate_spki: &[u8]) -> Result<PublicNodeKey, 
 }
 
 /// The certificate's signature verifies with its own key.
-fn check_self_signature(der: &[u8]) -> Result<(), CertificateProblem> {
+pub(super) fn check_self_signature(der: &[u8]) -> Result<(), CertificateProblem> {
     let x509 = X509::from_der(der).map_err(|_| CertificateProblem::Malformed)?;
     let key = x509.public_key().map_err(|_| CertificateProblem::Malformed)?;
     // An OpenSSL error here means the signature could not even be decoded: still a bad one.
