@@ -13,6 +13,20 @@ use crate::identity;
 use crate::trust::{scheme_named, KeyType, NodeIdScheme, PublicNodeKey};
 
 /// A node's key, node certificate, DTLS certificate and node ID.
+///
+/// Node keys: ECDSA P-256, Ed25519, RSA (2048 to 8192 bits) or ECDSA secp256k1, in PKCS#8,
+/// SEC1 or PKCS#1 PEM. A P-256 key under a scheme other than "libp2p" presents its own
+/// certificate in DTLS; every other identity presents an ephemeral P-256 certificate, made once
+/// per Identity, that the node key endorses through libp2p's key extension.
+///
+/// node_id_scheme: "sha256" (hex SHA-256 of the node key's DER SubjectPublicKeyInfo, the
+/// default), "libp2p" (base58btc peer ID), or a callable taking that DER and returning a str.
+/// Both peers must use the same scheme. A callable runs inside every handshake, on the
+/// library's I/O thread (or the event loop's thread once it reads the socket) with the GIL
+/// taken and the connection locked: it holds up every other connection on that thread while
+/// it runs, so it must be a quick pure function of the key (a hash: microseconds) that never
+/// blocks and never touches a connection. If it raises or returns a non-str, that handshake
+/// fails with PeerVerificationError.
 #[pyclass(frozen, module = "dtls_peer")]
 pub(crate) struct Identity {
     pub(crate) inner: identity::Identity,

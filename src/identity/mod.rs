@@ -123,16 +123,7 @@ impl Identity {
     /// A fresh node key of `key_type` (RSA: 2048 bits) named by `scheme`, with a self-signed
     /// node certificate whose CN is the node ID.
     pub fn generate_with(key_type: KeyType, scheme: Arc<dyn NodeIdScheme>) -> Result<Self, IdentityError> {
-        let make = || -> Result<PKey<Private>, ErrorStack> {
-            let curve = |nid| EcGroup::from_curve_name(nid).and_then(|g| EcKey::generate(&g));
-            match key_type {
-                KeyType::P256 => PKey::from_ec_key(curve(Nid::X9_62_PRIME256V1)?),
-                KeyType::Secp256k1 => PKey::from_ec_key(curve(Nid::SECP256K1)?),
-                KeyType::Ed25519 => PKey::generate_ed25519(),
-                KeyType::Rsa => PKey::from_rsa(Rsa::generate(GENERATED_RSA_BITS)?),
-            }
-        };
-        let key = make().map_err(invalid("generating a key"))?;
+        let key = new_key(key_type).map_err(invalid("generating a key"))?;
         Self::assemble(None, key, scheme)
     }
 
@@ -291,6 +282,17 @@ impl Identity {
     }
 }
 
+/// A fresh private key of `key_type` (RSA: 2048 bits).
+pub(crate) fn new_key(key_type: KeyType) -> Result<PKey<Private>, ErrorStack> {
+    let curve = |nid| EcGroup::from_curve_name(nid).and_then(|g| EcKey::generate(&g));
+    match key_type {
+        KeyType::P256 => PKey::from_ec_key(curve(Nid::X9_62_PRIME256V1)?),
+        KeyType::Secp256k1 => PKey::from_ec_key(curve(Nid::SECP256K1)?),
+        KeyType::Ed25519 => PKey::generate_ed25519(),
+        KeyType::Rsa => PKey::from_rsa(Rsa::generate(GENERATED_RSA_BITS)?),
+    }
+}
+
 /// Node ID of a certificate given as PEM or DER under `scheme`: the key its libp2p extension
 /// endorses when it has one (an invalid extension is an error, never passed over), else the
 /// certificate's own key (any supported type).
@@ -392,26 +394,6 @@ mod tests {
                 assert_eq!(id.fingerprint().replace(':', ""), fingerprint);
             }
         }
-    }
-
-    #[test]
-    fn libp2p_peer_id_of_a_known_ed25519_key() {
-        // RFC 8032 test 1's public key; its peer ID as go-libp2p computes it (identity
-        // multihash of 08 01 12 20 ‖ key).
-        let raw = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
-        let key = PublicNodeKey::from_libp2p_data(KeyType::Ed25519, &raw).unwrap();
-        let mut multihash = vec![0x00, 36, 0x08, 0x01, 0x12, 0x20];
-        multihash.extend_from_slice(&raw);
-        let want = bs58::encode(&multihash).into_string();
-        assert!(want.starts_with("12D3KooW"), "{want}");
-        assert_eq!(Libp2p.node_id(&key).unwrap(), want);
-    }
-
-    fn hex(text: &str) -> Vec<u8> {
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-            .collect()
     }
 
     #[test]

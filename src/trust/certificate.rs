@@ -130,7 +130,7 @@ fn endorsed_key(value: &[u8], certificate_spki: &[u8]) -> Result<PublicNodeKey, 
 }
 
 /// The certificate's signature verifies with its own key.
-fn check_self_signature(der: &[u8]) -> Result<(), CertificateProblem> {
+pub(super) fn check_self_signature(der: &[u8]) -> Result<(), CertificateProblem> {
     let x509 = X509::from_der(der).map_err(|_| CertificateProblem::Malformed)?;
     let key = x509.public_key().map_err(|_| CertificateProblem::Malformed)?;
     // An OpenSSL error here means the signature could not even be decoded: still a bad one.
@@ -151,24 +151,14 @@ mod tests {
     use openssl::ec::{EcGroup, EcKey};
     use openssl::nid::Nid;
     use openssl::pkey::{PKey, Private};
-    use openssl::rsa::Rsa;
 
     use super::*;
-    use crate::identity::{libp2p_extension, self_signed, Identity};
+    use crate::identity::{libp2p_extension, new_key, self_signed, Identity};
     use crate::trust::sha256_hex;
     use crate::trust::{KeyType, Libp2p, NodeIdScheme, Sha256};
 
-    /// `None` means RSA-2048, `Some(curve)` an EC key on that curve.
-    fn key_of(curve: Option<Nid>) -> PKey<Private> {
-        match curve {
-            Some(n) => PKey::from_ec_key(EcKey::generate(&EcGroup::from_curve_name(n).unwrap()).unwrap()),
-            None => PKey::from_rsa(Rsa::generate(2048).unwrap()),
-        }
-        .unwrap()
-    }
-
     fn p256() -> PKey<Private> {
-        key_of(Some(Nid::X9_62_PRIME256V1))
+        new_key(KeyType::P256).unwrap()
     }
 
     /// A P-256 certificate whose libp2p extension holds `value`.
@@ -177,12 +167,19 @@ mod tests {
         self_signed(&p256(), "t", Some(&extension)).unwrap().to_der().unwrap()
     }
 
-    const WRONG_KEYS: [(Option<Nid>, &str); 2] = [(None, "rsaEncryption"), (Some(Nid::SECP384R1), "EC secp384r1")];
+    /// Node keys that cannot be DTLS certificate keys, and how a refusal names them.
+    fn wrong_keys() -> [(PKey<Private>, &'static str); 2] {
+        let p384 = EcKey::generate(&EcGroup::from_curve_name(Nid::SECP384R1).unwrap()).unwrap();
+        [
+            (new_key(KeyType::Rsa).unwrap(), "rsaEncryption"),
+            (PKey::from_ec_key(p384).unwrap(), "EC secp384r1"),
+        ]
+    }
 
     #[test]
     fn inspect_rejects_wrong_keys_and_bad_signatures() {
-        for (curve, name) in WRONG_KEYS {
-            let der = self_signed(&key_of(curve), "t", None).unwrap().to_der().unwrap();
+        for (key, name) in wrong_keys() {
+            let der = self_signed(&key, "t", None).unwrap().to_der().unwrap();
             let want = Err(CertificateProblem::WrongKeyType(name.into()));
             assert_eq!(inspect_peer_certificate(&der), want);
         }

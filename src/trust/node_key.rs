@@ -14,6 +14,9 @@ use openssl::sign::Verifier;
 /// Smallest and largest RSA node key accepted, in bits.
 pub const RSA_BITS: std::ops::RangeInclusive<u32> = 2048..=8192;
 
+/// Largest RSA public exponent accepted, in bits (65537 has 17).
+const MAX_RSA_EXPONENT_BITS: i32 = 32;
+
 /// What `ValueError`s and refusals say is supported.
 pub const SUPPORTED_KEYS: &str = "ECDSA P-256, Ed25519, RSA (2048 to 8192 bits) or ECDSA secp256k1";
 
@@ -59,10 +62,15 @@ impl KeyType {
             Id::ED25519 => Ok(Self::Ed25519),
             Id::RSA => {
                 let bits = key.bits();
-                if RSA_BITS.contains(&bits) {
-                    Ok(Self::Rsa)
-                } else {
+                // A huge public exponent would make each verification as slow as a private-key
+                // operation, for a key any stranger can put in an extension.
+                let exponent_bits = key.rsa().map_or(i32::MAX, |rsa| rsa.e().num_bits());
+                if !RSA_BITS.contains(&bits) {
                     Err(unsupported(format!("RSA with {bits} bits")))
+                } else if exponent_bits > MAX_RSA_EXPONENT_BITS {
+                    Err(unsupported(format!("RSA with a {exponent_bits}-bit public exponent")))
+                } else {
+                    Ok(Self::Rsa)
                 }
             }
             Id::EC => match key.ec_key().ok().and_then(|ec| ec.group().curve_name()) {
@@ -226,4 +234,31 @@ impl PublicNodeKey {
 /// OpenSSL's long name for `nid`, or its number.
 pub(crate) fn nid_name(nid: Nid) -> String {
     nid.long_name().map_or(format!("NID {}", nid.as_raw()), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use openssl::bn::BigNum;
+    use openssl::rsa::Rsa;
+
+    use super::*;
+
+    #[test]
+    fn rsa_keys_need_a_usual_size_and_exponent() {
+        let rsa = |bits, e: u32| {
+            let rsa = Rsa::generate_with_e(bits, &BigNum::from_u32(e).unwrap()).unwrap();
+            KeyType::of(&PKey::from_rsa(rsa).unwrap())
+        };
+        assert_eq!(rsa(2048, 65537), Ok(KeyType::Rsa));
+        assert!(rsa(1024, 65537).unwrap_err().contains("RSA with 1024 bits"));
+        // A 2048-bit key with a 2047-bit exponent is valid RSA, but slow to verify.
+        let n_bits = Rsa::generate(2048).unwrap();
+        let big_e = BigNum::from_slice(&[0x7f; 256]).unwrap();
+        let public = Rsa::from_public_components(n_bits.n().to_owned().unwrap(), big_e).unwrap();
+        let err = KeyType::of(&PKey::from_rsa(public).unwrap()).unwrap_err();
+        assert!(
+            err.contains("-bit public exponent") && err.contains(SUPPORTED_KEYS),
+            "{err}"
+        );
+    }
 }

@@ -15,7 +15,7 @@ use openssl::nid::Nid;
 use openssl::pkey::{PKey, Private};
 use openssl::sign::Signer;
 
-use crate::common::Pair;
+use crate::common::{failure, Pair};
 
 /// libp2p/specs tls/tls.md, "Test vectors" (r0, 2019-03-23):
 /// <https://github.com/libp2p/specs/blob/master/tls/tls.md#test-vectors>.
@@ -64,6 +64,20 @@ fn libp2p_spec_test_vectors() {
     }
 }
 
+#[test]
+fn libp2p_peer_id_of_a_known_ed25519_key() {
+    // The Ed25519 key inside spec vector 1's extension, and the peer ID the spec gives for it.
+    let raw = hex("a77f1d92fedb59dddaea5a1c4abd1ac2fbde7d7b879ed364501809923d7c11b9");
+    let key = PublicNodeKey::from_libp2p_data(KeyType::Ed25519, &raw).unwrap();
+    assert_eq!(
+        Libp2p.node_id(&key).unwrap(),
+        "12D3KooWM6CgA9iBFZmcYAHA6A2qvbAxqfkmrYiRQuz3XEsk4Ksv"
+    );
+    // The same key loaded from its DER SPKI, as the SHA-256 scheme and callables see it.
+    let from_spki = PublicNodeKey::from_spki_der(key.spki_der()).unwrap();
+    assert_eq!(Libp2p.node_id(&from_spki).unwrap(), Libp2p.node_id(&key).unwrap());
+}
+
 /// DPC Messenger's scheme, as an application would supply it: "dpc-node-" + the first 32 hex
 /// characters of the SHA-256 of the PEM public key.
 struct DpcScheme;
@@ -88,13 +102,6 @@ impl NodeIdScheme for DpcScheme {
 
 fn schemes() -> [Arc<dyn NodeIdScheme>; 3] {
     [Arc::new(Sha256), Arc::new(Libp2p), Arc::new(DpcScheme)]
-}
-
-fn failure(events: &[Event]) -> Option<&HandshakeFailure> {
-    events.iter().find_map(|e| match e {
-        Event::HandshakeFailed(f) => Some(f),
-        _ => None,
-    })
 }
 
 #[test]

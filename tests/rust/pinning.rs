@@ -3,7 +3,7 @@
 
 use dtls_peer::{Config, Engine, Event, HandshakeFailure, Identity, Role, State, VerificationFailure};
 
-use crate::common::Pair;
+use crate::common::{failure, Pair};
 
 fn pair_with_pins(client_pin: Option<String>, server_pin: Option<String>) -> Pair {
     let client_id = Identity::generate().unwrap();
@@ -11,13 +11,6 @@ fn pair_with_pins(client_pin: Option<String>, server_pin: Option<String>) -> Pai
     let client = Engine::new(Role::Client, &client_id, client_pin, Config::default()).unwrap();
     let server = Engine::new(Role::Server, &server_id, server_pin, Config::default()).unwrap();
     Pair::from_engines(client, server, client_id, server_id)
-}
-
-fn failure(events: &[Event]) -> Option<&HandshakeFailure> {
-    events.iter().find_map(|e| match e {
-        Event::HandshakeFailed(f) => Some(f),
-        _ => None,
-    })
 }
 
 #[test]

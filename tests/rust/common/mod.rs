@@ -6,7 +6,7 @@ pub mod datagram_ops;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use dtls_peer::{Config, Engine, Event, Identity, Role, State};
+use dtls_peer::{Config, Engine, Event, HandshakeFailure, Identity, Role, State};
 
 /// Which way a datagram travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +24,14 @@ pub fn fast_config() -> Config {
         initial_retransmit_timeout: Duration::from_millis(50),
         ..Config::default()
     }
+}
+
+/// The handshake failure among `events`, if any.
+pub fn failure(events: &[Event]) -> Option<&HandshakeFailure> {
+    events.iter().find_map(|e| match e {
+        Event::HandshakeFailed(f) => Some(f),
+        _ => None,
+    })
 }
 
 pub struct Pair {
