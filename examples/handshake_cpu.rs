@@ -4,7 +4,8 @@
 //! matters less than for wall-clock figures; identity creation is timed with the wall clock.
 //!
 //! ```sh
-//! cargo run --release --example handshake_cpu -- 300
+//! cargo run --release --example handshake_cpu -- 300          # everything
+//! cargo run --release --example handshake_cpu -- 300 p256     # one key type's handshakes
 //! ```
 
 use std::sync::Arc;
@@ -61,22 +62,13 @@ fn p50(mut v: Vec<Duration>) -> f64 {
 
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(300);
+    let only = std::env::args().nth(2).map(|name| KeyType::parse(&name).unwrap());
     let schemes: [Arc<dyn NodeIdScheme>; 2] = [Arc::new(Sha256), Arc::new(Libp2p)];
-    println!("identity creation, p50 of {} (ms):", runs.min(50));
-    for key_type in KeyType::ALL {
-        for scheme in &schemes {
-            let times: Vec<_> = (0..runs.min(50))
-                .map(|_| {
-                    let t = Instant::now();
-                    Identity::generate_with(key_type, scheme.clone()).unwrap();
-                    t.elapsed()
-                })
-                .collect();
-            println!("  {key_type:>9} {:>6}: {:.3}", scheme.name(), p50(times));
-        }
+    if only.is_none() {
+        identity_creation(runs.min(50), &schemes);
     }
-    println!("handshake, time inside each engine, p50 of {runs} (ms):");
-    for key_type in KeyType::ALL {
+    println!("handshake, thread CPU inside each engine, p50 of {runs} (ms):");
+    for key_type in KeyType::ALL.into_iter().filter(|t| only.map_or(true, |o| o == *t)) {
         for scheme in &schemes {
             let a = Identity::generate_with(key_type, scheme.clone()).unwrap();
             let b = Identity::generate_with(key_type, scheme.clone()).unwrap();
@@ -88,6 +80,23 @@ fn main() {
                 p50(client),
                 p50(server)
             );
+        }
+    }
+}
+
+/// Wall-clock p50 of making `runs` identities of each key type under each scheme.
+fn identity_creation(runs: usize, schemes: &[Arc<dyn NodeIdScheme>]) {
+    println!("identity creation, wall clock, p50 of {runs} (ms):");
+    for key_type in KeyType::ALL {
+        for scheme in schemes {
+            let times: Vec<_> = (0..runs)
+                .map(|_| {
+                    let t = Instant::now();
+                    Identity::generate_with(key_type, scheme.clone()).unwrap();
+                    t.elapsed()
+                })
+                .collect();
+            println!("  {key_type:>9} {:>6}: {:.3}", scheme.name(), p50(times));
         }
     }
 }

@@ -59,7 +59,7 @@ pub fn inspect_peer_key(der: &[u8]) -> Result<PublicNodeKey, CertificateProblem>
     }
     let mut endorsements = cert.extensions().iter().filter(|e| e.oid == LIBP2P_EXTENSION);
     let endorsed = match (endorsements.next(), endorsements.next()) {
-        (None, _) => return PublicNodeKey::from_spki_der(spki.raw).map_err(|_| Malformed),
+        (None, _) => return Ok(PublicNodeKey::p256_from_checked_spki(spki.raw)),
         (Some(_), Some(_)) => Err("the certificate carries it twice".to_owned()),
         (Some(extension), None) => endorsed_key(extension.value, spki.raw),
     };
