@@ -245,26 +245,34 @@ impl Identity {
 
     fn assemble(cert: Option<X509>, key: PKey<Private>, scheme: Arc<dyn NodeIdScheme>) -> Result<Self, IdentityError> {
         let key_type = KeyType::of(&key).map_err(IdentityError::UnsupportedKey)?;
-        let public_key = match &cert {
+        // A P-256 key outside the libp2p scheme is its own DTLS key; everyone else's goes in
+        // the extension of an ephemeral certificate.
+        let own_dtls_key = key_type == KeyType::P256 && !scheme.separate_certificate_key();
+        let cert_spki = match &cert {
             Some(cert) => {
                 let cert_key = cert.public_key().map_err(invalid("certificate key"))?;
                 if !cert_key.public_eq(&key) {
                     return Err(IdentityError::KeyMismatch);
                 }
-                // Hash the SPKI bytes exactly as they sit in the certificate, as peers will;
-                // OpenSSL's re-encoding of the key could differ (e.g. for compressed points).
-                let der = cert.to_der().map_err(invalid("encoding certificate"))?;
-                PublicNodeKey::from_spki_der(parse_spki(&der)?).map_err(IdentityError::UnsupportedKey)?
+                Some(cert.to_der().map_err(invalid("encoding certificate"))?)
             }
-            None => PublicNodeKey::from_key(&key).map_err(IdentityError::UnsupportedKey)?,
+            None => None,
         };
+        // Name the key as peers will see it: the SPKI bytes exactly as they sit in a
+        // certificate DTLS presents (OpenSSL's re-encoding could differ, e.g. for compressed
+        // points), or the canonical SPKI a peer rebuilds from the extension.
+        let public_key = match (&cert_spki, own_dtls_key) {
+            (Some(der), true) => PublicNodeKey::from_spki_der(parse_spki(der)?),
+            _ => PublicNodeKey::from_key(&key),
+        }
+        .map_err(IdentityError::UnsupportedKey)?;
         let node_id = scheme.node_id(&public_key).map_err(IdentityError::Scheme)?;
         let cert = match cert {
             Some(cert) => cert,
             None => self_signed(&key, &node_id, None).map_err(invalid("making the node certificate"))?,
         };
         let cert = Arc::new(CertifiedKey::new(cert, key.clone())?);
-        let dtls = if key_type == KeyType::P256 && !scheme.separate_certificate_key() {
+        let dtls = if own_dtls_key {
             cert.clone()
         } else {
             let (dtls_cert, dtls_key) = certificates::endorsed_ephemeral(&key, &public_key, &node_id)

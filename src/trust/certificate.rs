@@ -7,7 +7,7 @@ use x509_parser::oid_registry::{OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::libp2p::{self, SignedKey};
-use super::node_key::PublicNodeKey;
+use super::node_key::{KeyType, PublicNodeKey};
 use super::CertificateProblem;
 
 /// libp2p's key extension (the same OID as [`libp2p::EXTENSION_OID`]).
@@ -104,10 +104,18 @@ pub fn certificate_node_key(der: &[u8]) -> Result<PublicNodeKey, CertificateKeyE
     let spki = cert.tbs_certificate.subject_pki.raw;
     let mut endorsements = cert.extensions().iter().filter(|e| e.oid == LIBP2P_EXTENSION);
     match (endorsements.next(), endorsements.next()) {
-        (None, _) => PublicNodeKey::from_spki_der(spki).map_err(|why| CertificateKeyError::UnsupportedKey {
-            spki: spki.to_vec(),
-            why,
-        }),
+        (None, _) => {
+            let key = PublicNodeKey::from_spki_der(spki).map_err(|why| CertificateKeyError::UnsupportedKey {
+                spki: spki.to_vec(),
+                why,
+            })?;
+            // Only a P-256 key is presented in DTLS as it is; any other node key is named as
+            // it arrives in an extension, canonically encoded.
+            match key.key_type() {
+                KeyType::P256 => Ok(key),
+                _ => key.canonical().map_err(CertificateKeyError::Malformed),
+            }
+        }
         (Some(_), Some(_)) => Err(CertificateKeyError::InvalidExtension(
             "the certificate carries it twice".to_owned(),
         )),

@@ -158,6 +158,14 @@ impl PublicNodeKey {
         })
     }
 
+    /// The same key with its canonical SPKI (EC points uncompressed), as a peer rebuilds it
+    /// from a libp2p extension.
+    pub(crate) fn canonical(self) -> Result<Self, String> {
+        let key = self.key().ok_or_else(|| "the public key does not parse".to_owned())?;
+        let spki = canonical_spki(key)?;
+        Ok(Self { spki, ..self })
+    }
+
     /// A P-256 key given as the DER SPKI of a certificate whose algorithm and curve were
     /// already checked (`trust::certificate`); OpenSSL loads it only if it is ever needed.
     pub(crate) fn p256_from_checked_spki(spki: &[u8]) -> Self {
@@ -339,6 +347,8 @@ mod canonical_tests {
             assert_eq!(PublicNodeKey::from_public(loaded).unwrap().spki_der(), plain.spki_der());
             // The SPKI as given (a certificate's) is kept byte for byte.
             assert_eq!(PublicNodeKey::from_spki_der(&stored).unwrap().spki_der(), stored);
+            let canonical = PublicNodeKey::from_spki_der(&stored).unwrap().canonical().unwrap();
+            assert_eq!(canonical.spki_der(), plain.spki_der());
         }
     }
 }
