@@ -9,6 +9,8 @@
 
 mod batch_io;
 mod socket;
+#[cfg(test)]
+mod stall_tests;
 
 use std::collections::VecDeque;
 use std::io;
@@ -139,7 +141,13 @@ struct Inner {
     stopped: bool,
     /// The application's thread reads the socket itself (see `take_over_reads`).
     caller_reads: bool,
+    /// The task waits for the socket to become writable (it saw datagrams waiting when it
+    /// last looked); otherwise a flush that leaves some behind must wake it.
+    watching_writable: bool,
     stats: DriverStats,
+    /// Flushes still to be refused as if the socket were full (tests only).
+    #[cfg(test)]
+    refuse_flushes: usize,
 }
 
 /// One peer: its engine, queues and the way to wake its application.
@@ -197,7 +205,10 @@ impl Connection {
                 start_requested: false,
                 stopped: false,
                 caller_reads: false,
+                watching_writable: false,
                 stats: DriverStats::default(),
+                #[cfg(test)]
+                refuse_flushes: 0,
             }),
             destination,
             connected_socket,
@@ -403,7 +414,17 @@ impl Peer {
         }
     }
 
+    /// Sends what waits, until the socket would block. Whatever is left is sent by the task
+    /// when the socket is writable again: it is woken here if it is not already watching,
+    /// or the datagrams would wait for an unrelated event (forever on an idle connection,
+    /// with a sender waiting for outbox room).
     fn flush(&self, inner: &mut Inner) {
+        #[cfg(test)]
+        if inner.refuse_flushes > 0 && !inner.outbox.is_empty() {
+            inner.refuse_flushes -= 1;
+            self.wake_if_unwatched(inner);
+            return;
+        }
         let Inner {
             socket, outbox, stats, ..
         } = inner;
@@ -419,6 +440,13 @@ impl Peer {
         // and messages are datagrams.
         let done = batch_io::send_queue(socket, outbox, destination, &mut stats.send_errors);
         outbox.drain(..done);
+        self.wake_if_unwatched(inner);
+    }
+
+    fn wake_if_unwatched(&self, inner: &Inner) {
+        if !inner.outbox.is_empty() && !inner.watching_writable {
+            self.wake_task.notify_one();
+        }
     }
 
     /// Reads up to `RECV_BATCH` datagrams and feeds them to the engine, in the order the
@@ -521,6 +549,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                 hand_over(&mut inner);
             }
             let blocked = (!inner.outbox.is_empty()).then(|| inner.socket.clone()).flatten();
+            inner.watching_writable = blocked.is_some();
             (inner.engine.poll_timeout(), registered.is_some(), blocked)
         };
         let timer = async {
