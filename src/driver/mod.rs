@@ -144,6 +144,8 @@ struct Inner {
     /// The task waits for the socket to become writable (it saw datagrams waiting when it
     /// last looked); otherwise a flush that leaves some behind must wake it.
     watching_writable: bool,
+    /// A sender was told to wait for outbox room (`Busy`, or `send_many` took fewer).
+    sender_waiting: bool,
     stats: DriverStats,
     /// Flushes still to be refused as if the socket were full (tests only).
     #[cfg(test)]
@@ -206,6 +208,7 @@ impl Connection {
                 stopped: false,
                 caller_reads: false,
                 watching_writable: false,
+                sender_waiting: false,
                 stats: DriverStats::default(),
                 #[cfg(test)]
                 refuse_flushes: 0,
@@ -255,6 +258,7 @@ impl Connection {
         let mut inner = lock(&self.peer.inner);
         // Only a message the engine would take is asked to wait; misuse is reported by it.
         if inner.outbox.len() >= OUTBOX_LIMIT && inner.engine.state() == State::Established {
+            inner.sender_waiting = true;
             return Ok(Sent::Busy);
         }
         inner.engine.send(message)?;
@@ -274,6 +278,7 @@ impl Connection {
             }
             if inner.outbox.len() >= OUTBOX_LIMIT && inner.engine.state() == State::Established {
                 self.peer.flush(&mut inner);
+                inner.sender_waiting = inner.outbox.len() >= OUTBOX_LIMIT;
                 return Ok(taken);
             }
             if let Err(e) = inner.engine.send(message.as_ref()) {
@@ -441,6 +446,12 @@ impl Peer {
         let done = batch_io::send_queue(socket, outbox, destination, &mut stats.send_errors);
         outbox.drain(..done);
         self.wake_if_unwatched(inner);
+        // Whichever thread made the room (the task, or an application thread sending or
+        // reading), the sender waiting for it must hear of it.
+        if inner.sender_waiting && inner.outbox.len() < OUTBOX_LIMIT {
+            inner.sender_waiting = false;
+            self.notify();
+        }
     }
 
     fn wake_if_unwatched(&self, inner: &Inner) {
@@ -522,6 +533,8 @@ impl Peer {
         changed
     }
 
+    /// Tells the application. May run with `inner` locked (the lock order is inner, then
+    /// notifier; a notifier never calls back into the connection).
     fn notify(&self) {
         if let Some(n) = lock(&self.notifier).as_ref() {
             n.notify();
