@@ -101,8 +101,10 @@ impl Connection {
         self.inner.set_notifier(Arc::new(waker.token(token)));
     }
 
-    fn start_handshake(&self) {
-        self.inner.start_handshake();
+    /// Sends the first flight (a server answers a ClientHello that came early), with the
+    /// GIL released.
+    fn start_handshake(&self, py: Python<'_>) {
+        py.detach(|| self.inner.start_handshake());
     }
 
     /// True once established, False while pending; raises the failure otherwise.

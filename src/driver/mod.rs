@@ -229,10 +229,21 @@ impl Connection {
         notifier.notify();
     }
 
-    /// Starts the handshake (idempotent); its timeout counts from now.
+    /// Starts the handshake (idempotent); its timeout counts from now. The first flight goes
+    /// out on the caller's thread, without waiting for the I/O thread to wake up (that wake-up
+    /// would lie on the handshake's critical path); the task is then told to arm the timer.
     pub fn start_handshake(&self) {
-        lock(&self.peer.inner).start_requested = true;
+        let mut inner = lock(&self.peer.inner);
+        inner.start_requested = true;
+        let changed = inner.engine.state() == State::Idle && {
+            inner.engine.start(Instant::now());
+            self.peer.pump(&mut inner)
+        };
+        drop(inner);
         self.peer.wake_task.notify_one();
+        if changed {
+            self.peer.notify();
+        }
     }
 
     /// Where the handshake stands.
