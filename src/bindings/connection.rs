@@ -109,8 +109,11 @@ impl Connection {
         self.conn().set_notifier(Arc::new(waker.token(token)));
     }
 
+    /// Sends the first flight (a server answers a ClientHello that came early), always with
+    /// the GIL released: it is a handshake step, which may call a Python node-ID scheme.
     fn start_handshake(&self, py: Python<'_>) {
-        self.unlocked(py, driver::Connection::start_handshake);
+        let conn = self.conn();
+        py.detach(|| conn.start_handshake());
     }
 
     /// True once established, False while pending; raises the failure otherwise.

@@ -60,10 +60,20 @@ impl Sock {
     }
 
     /// Runs one non-blocking call; on a registered socket, a `WouldBlock` also clears tokio's
-    /// readiness so its next wait really waits.
+    /// readiness so its next wait really waits. A send is tried even where tokio has not yet
+    /// seen the socket writable (a socket registered a moment ago, such as a new
+    /// connection's before its first flight): tokio would refuse it unseen, and the datagram
+    /// would wait for the I/O thread to look.
     fn io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
         match self {
-            Self::Registered(s) => s.try_io(interest, f),
+            Self::Registered(s) => {
+                let mut call = Some(f);
+                let result = s.try_io(interest, || call.take().expect("tokio calls it at most once")());
+                match call {
+                    Some(f) if interest == Interest::WRITABLE => f(),
+                    _ => result,
+                }
+            }
             Self::Direct(_) => f(),
         }
     }

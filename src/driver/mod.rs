@@ -9,6 +9,8 @@
 
 mod batch_io;
 mod socket;
+#[cfg(test)]
+mod stall_tests;
 
 use std::collections::VecDeque;
 use std::io;
@@ -139,7 +141,15 @@ struct Inner {
     stopped: bool,
     /// The application's thread reads the socket itself (see `take_over_reads`).
     caller_reads: bool,
+    /// The task waits for the socket to become writable (it saw datagrams waiting when it
+    /// last looked); otherwise a flush that leaves some behind must wake it.
+    watching_writable: bool,
+    /// A sender was told to wait for outbox room (`Busy`, or `send_many` took fewer).
+    sender_waiting: bool,
     stats: DriverStats,
+    /// Flushes still to be refused as if the socket were full (tests only).
+    #[cfg(test)]
+    refuse_flushes: usize,
 }
 
 /// One peer: its engine, queues and the way to wake its application.
@@ -197,7 +207,11 @@ impl Connection {
                 start_requested: false,
                 stopped: false,
                 caller_reads: false,
+                watching_writable: false,
+                sender_waiting: false,
                 stats: DriverStats::default(),
+                #[cfg(test)]
+                refuse_flushes: 0,
             }),
             destination,
             connected_socket,
@@ -215,10 +229,21 @@ impl Connection {
         notifier.notify();
     }
 
-    /// Starts the handshake (idempotent); its timeout counts from now.
+    /// Starts the handshake (idempotent); its timeout counts from now. The first flight goes
+    /// out on the caller's thread, without waiting for the I/O thread to wake up (that wake-up
+    /// would lie on the handshake's critical path); the task is then told to arm the timer.
     pub fn start_handshake(&self) {
-        lock(&self.peer.inner).start_requested = true;
+        let mut inner = lock(&self.peer.inner);
+        inner.start_requested = true;
+        let changed = inner.engine.state() == State::Idle && {
+            inner.engine.start(Instant::now());
+            self.peer.pump(&mut inner)
+        };
+        drop(inner);
         self.peer.wake_task.notify_one();
+        if changed {
+            self.peer.notify();
+        }
     }
 
     /// Where the handshake stands.
@@ -244,6 +269,7 @@ impl Connection {
         let mut inner = lock(&self.peer.inner);
         // Only a message the engine would take is asked to wait; misuse is reported by it.
         if inner.outbox.len() >= OUTBOX_LIMIT && inner.engine.state() == State::Established {
+            inner.sender_waiting = true;
             return Ok(Sent::Busy);
         }
         inner.engine.send(message)?;
@@ -263,6 +289,7 @@ impl Connection {
             }
             if inner.outbox.len() >= OUTBOX_LIMIT && inner.engine.state() == State::Established {
                 self.peer.flush(&mut inner);
+                inner.sender_waiting = inner.outbox.len() >= OUTBOX_LIMIT;
                 return Ok(taken);
             }
             if let Err(e) = inner.engine.send(message.as_ref()) {
@@ -403,7 +430,17 @@ impl Peer {
         }
     }
 
+    /// Sends what waits, until the socket would block. Whatever is left is sent by the task
+    /// when the socket is writable again: it is woken here if it is not already watching,
+    /// or the datagrams would wait for an unrelated event (forever on an idle connection,
+    /// with a sender waiting for outbox room).
     fn flush(&self, inner: &mut Inner) {
+        #[cfg(test)]
+        if inner.refuse_flushes > 0 && !inner.outbox.is_empty() {
+            inner.refuse_flushes -= 1;
+            self.wake_if_unwatched(inner);
+            return;
+        }
         let Inner {
             socket, outbox, stats, ..
         } = inner;
@@ -419,6 +456,19 @@ impl Peer {
         // and messages are datagrams.
         let done = batch_io::send_queue(socket, outbox, destination, &mut stats.send_errors);
         outbox.drain(..done);
+        self.wake_if_unwatched(inner);
+        // Whichever thread made the room (the task, or an application thread sending or
+        // reading), the sender waiting for it must hear of it.
+        if inner.sender_waiting && inner.outbox.len() < OUTBOX_LIMIT {
+            inner.sender_waiting = false;
+            self.notify();
+        }
+    }
+
+    fn wake_if_unwatched(&self, inner: &Inner) {
+        if !inner.outbox.is_empty() && !inner.watching_writable {
+            self.wake_task.notify_one();
+        }
     }
 
     /// Reads up to `RECV_BATCH` datagrams and feeds them to the engine, in the order the
@@ -494,6 +544,8 @@ impl Peer {
         changed
     }
 
+    /// Tells the application. May run with `inner` locked (the lock order is inner, then
+    /// notifier; a notifier never calls back into the connection).
     fn notify(&self) {
         if let Some(n) = lock(&self.notifier).as_ref() {
             n.notify();
@@ -521,6 +573,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
                 hand_over(&mut inner);
             }
             let blocked = (!inner.outbox.is_empty()).then(|| inner.socket.clone()).flatten();
+            inner.watching_writable = blocked.is_some();
             (inner.engine.poll_timeout(), registered.is_some(), blocked)
         };
         let timer = async {

@@ -96,38 +96,24 @@ impl Liveness {
 
     /// An authenticated datagram from the peer.
     pub(super) fn heard(&mut self, now: Instant) {
-        if self.keys.is_some() {
+        // Set once established: nothing heard during the handshake counts.
+        if self.last_heard.is_some() {
             self.last_heard = Some(now);
         }
     }
 }
 
 impl Engine {
-    /// The session was established at `now`: derive its keepalive keys, start the clocks and
-    /// take the handshake's round-trip sample.
+    /// The session was established at `now`: start the clocks and take the handshake's
+    /// round-trip sample. The keepalive keys are derived when first needed (`keys`): most
+    /// sessions never send or receive a keepalive, and the export costs a PRF run.
     pub(super) fn liveness_established(&mut self, now: Instant) {
-        let mut material = [0u8; 2 * MAC];
-        let keys = self
-            .stream
-            .ssl()
-            .export_keying_material(&mut material, EXPORTER_LABEL, None)
-            .ok()
-            .map(|()| {
-                let (client, server) = material.split_at(MAC);
-                let (mut send, mut receive) = ([0u8; MAC], [0u8; MAC]);
-                let (ours, theirs) = match self.role {
-                    Role::Client => (client, server),
-                    Role::Server => (server, client),
-                };
-                send.copy_from_slice(ours);
-                receive.copy_from_slice(theirs);
-                Keys { send, receive }
-            });
         let live = &mut self.liveness;
-        // A new session (the peer restarted) numbers its keepalives from 1 again.
+        // A new session (the peer restarted) numbers its keepalives from 1 again, under keys
+        // of its own.
         live.sent = 0;
         live.highest_received = 0;
-        live.keys = keys;
+        live.keys = None;
         live.last_heard = Some(now);
         live.next_check = self.config.keepalive_interval.map(|i| now + i);
         live.sent_at_check = self.stats.datagrams_out + self.stream.get_ref().outgoing_len() as u64;
@@ -135,6 +121,31 @@ impl Engine {
             Some((at, false)) => Some(now.saturating_duration_since(at)),
             _ => None,
         };
+    }
+
+    /// This session's keepalive keys, exported (RFC 5705) on first use; None before the
+    /// session is established or if OpenSSL cannot export.
+    fn keys(&mut self) -> Option<&Keys> {
+        if self.state != State::Established {
+            return None;
+        }
+        if self.liveness.keys.is_none() {
+            let mut material = [0u8; 2 * MAC];
+            self.stream
+                .ssl()
+                .export_keying_material(&mut material, EXPORTER_LABEL, None)
+                .ok()?;
+            let (client, server) = material.split_at(MAC);
+            let (mut send, mut receive) = ([0u8; MAC], [0u8; MAC]);
+            let (ours, theirs) = match self.role {
+                Role::Client => (client, server),
+                Role::Server => (server, client),
+            };
+            send.copy_from_slice(ours);
+            receive.copy_from_slice(theirs);
+            self.liveness.keys = Some(Keys { send, receive });
+        }
+        self.liveness.keys.as_ref()
     }
 
     /// The peer restarted and `theirs` belongs to its new, now adopted session.
@@ -149,9 +160,8 @@ impl Engine {
             return false;
         }
         let counter = u64::from_be_bytes(datagram[12..HEADER].try_into().unwrap_or_default());
-        let valid = self.state == State::Established
-            && counter > self.liveness.highest_received
-            && self.liveness.keys.as_ref().is_some_and(|k| {
+        let valid = counter > self.liveness.highest_received
+            && self.keys().is_some_and(|k| {
                 mac(&k.receive, &datagram[..HEADER])
                     .is_some_and(|expected| openssl::memcmp::eq(&expected, &datagram[HEADER + 4..]))
             });
@@ -175,10 +185,7 @@ impl Engine {
             .idle_timeout
             .zip(self.liveness.last_heard)
             .map(|(timeout, heard)| heard + timeout);
-        [idle, self.liveness.next_check.filter(|_| self.liveness.keys.is_some())]
-            .into_iter()
-            .flatten()
-            .min()
+        [idle, self.liveness.next_check].into_iter().flatten().min()
     }
 
     /// Closes an idle session, or sends a keepalive when one is due.
@@ -215,8 +222,8 @@ impl Engine {
     }
 
     fn next_keepalive(&mut self) -> Option<Vec<u8>> {
+        let send = self.keys()?.send;
         let live = &mut self.liveness;
-        let keys = live.keys.as_ref()?;
         live.sent += 1;
         let mut datagram = Vec::with_capacity(KEEPALIVE_LEN);
         datagram.extend_from_slice(&BINDING_INDICATION);
@@ -225,7 +232,7 @@ impl Engine {
         datagram.extend_from_slice(&MAGIC_COOKIE);
         datagram.extend_from_slice(&TRANSACTION_TAG);
         datagram.extend_from_slice(&live.sent.to_be_bytes());
-        let tag = mac(&keys.send, &datagram)?;
+        let tag = mac(&send, &datagram)?;
         datagram.extend_from_slice(&MESSAGE_INTEGRITY_SHA256);
         datagram.extend_from_slice(&u16::try_from(MAC).unwrap_or_default().to_be_bytes());
         datagram.extend_from_slice(&tag);
