@@ -61,6 +61,7 @@ impl NodeIdScheme for PythonScheme {
             match result {
                 Err(e) => Err(format!("node_id_scheme raised {e}")),
                 Ok(value) => match value.cast::<PyString>() {
+                    Ok(s) if s.is_empty().unwrap_or(false) => Err("node_id_scheme returned an empty str".into()),
                     Ok(s) => s
                         .to_cow()
                         .map(|s| s.into_owned())

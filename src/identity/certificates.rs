@@ -26,7 +26,7 @@ pub fn self_signed(
     extension: Option<&X509Extension>,
 ) -> Result<X509, ErrorStack> {
     let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_nid(Nid::COMMONNAME, common_name)?;
+    name.append_entry_by_nid(Nid::COMMONNAME, &bounded_common_name(common_name))?;
     let name = name.build();
     let mut serial = BigNum::new()?;
     // MSB forced to one: always exactly 128 bits, never zero.
@@ -54,6 +54,18 @@ pub fn self_signed(
     };
     b.sign(key, digest)?;
     Ok(b.build())
+}
+
+/// The CN a certificate can carry for `node_id`. X.509 bounds a CN to 1..=64 characters
+/// (RFC 5280 ub-common-name), and OpenSSL refuses anything else; an application's scheme may
+/// make longer IDs. The CN is only a label (trust comes from the key, never from the CN), so
+/// a long ID is cut, and an empty one gets a fixed label.
+fn bounded_common_name(node_id: &str) -> String {
+    match node_id.chars().count() {
+        0 => "dtls_peer node".to_owned(),
+        1..=64 => node_id.to_owned(),
+        _ => node_id.chars().take(61).chain("...".chars()).collect(),
+    }
 }
 
 /// A fresh P-256 key and its self-signed certificate, whose libp2p extension carries

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import socket
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -535,3 +536,39 @@ async def test_a_garbage_extension_is_refused_never_falling_back_to_the_certific
     a, m = pair_of(udp_pair, connection, me, forged.identity, pin_a=forged.certificate_key_id)
     refusal, _ = await refused(a, m)
     assert "invalid libp2p key extension" in str(refusal), refusal
+
+
+async def test_a_slow_callable_scheme_never_deadlocks_with_the_loop_reading_connections(
+    node: Node, udp_pair: UdpPairFactory, connection: ConnectionFactory
+) -> None:
+    # The scheme runs under a connection's lock on the thread that drives the handshake and
+    # needs the GIL there; the loop thread reading that connection's state while holding the
+    # GIL must therefore never wait for the lock (a deadlock until the test's timeout before
+    # the bindings released the GIL first).
+    calls = 0
+
+    def slow(spki_der: bytes) -> str:
+        nonlocal calls
+        calls += 1
+        time.sleep(0.01)
+        return "n-" + hashlib.sha256(spki_der).hexdigest()[:16]
+
+    pairs = []
+    for i in range(4):
+        a = Identity.from_pem(None, node_key_pem(node, "ed25519"), node_id_scheme=slow)
+        b = Identity.from_pem(None, node_key_pem(node, "rsa" if i % 2 else "p256"), node_id_scheme=slow)
+        pairs.append(pair_of(udp_pair, connection, a, b))
+
+    async def read_state() -> None:
+        for _ in range(500):
+            for conn in itertools.chain.from_iterable(pairs):
+                _ = (conn.state, conn.stats(), conn.peer_node_id, conn.is_established)
+            await asyncio.sleep(0)
+
+    reader = asyncio.ensure_future(read_state())
+    await handshake_all(*itertools.chain.from_iterable(pairs))
+    for a, b in pairs:
+        await exchange(a, b)
+    await asyncio.wait_for(reader, STEP_TIMEOUT)
+    # Made once per identity (8) and once per handshake side (8).
+    assert calls >= 16, calls

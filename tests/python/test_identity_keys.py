@@ -467,3 +467,20 @@ def test_a_callable_scheme_that_fails_on_the_own_key_fails_the_load(saved: dict[
         Identity.load(None, saved["p256"].key, node_id_scheme=broken)
     with pytest.raises(ValueError, match="node_id_scheme returned bytes, not str"):
         Identity.load(saved["p256"].cert, saved["p256"].key, node_id_scheme=bytes)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="node_id_scheme returned an empty str"):
+        Identity.load(None, saved["p256"].key, node_id_scheme=lambda der: "")
+
+
+@pytest.mark.parametrize("key_type", ["p256", "ed25519"])
+def test_a_callable_scheme_may_make_ids_longer_than_a_certificate_cn(
+    saved: dict[str, KeyFiles], key_type: str
+) -> None:
+    # X.509 bounds a CN to 64 characters; an application's IDs need not fit. The CN is only a
+    # label, so it is cut, and the identity keeps the whole ID.
+    def long_id(spki_der: bytes) -> str:
+        return "node:" + hashlib.sha512(spki_der).hexdigest()
+
+    identity = Identity.load(None, saved[key_type].key, node_id_scheme=long_id)
+    assert identity.node_id == long_id(identity.public_key_der)
+    cn = common_name(x509.load_der_x509_certificate(identity.certificate_der))
+    assert len(cn) == 64 and cn.endswith("...") and identity.node_id.startswith(cn[:-3]), cn
