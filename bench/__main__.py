@@ -22,11 +22,11 @@ from .report import markdown, print_table, targets
 CONTENDERS = ["plain_udp", "pyopenssl_executor", "pyopenssl_membio", "dtls_peer", "dtls_peer_batch"]
 
 
-def make_keys(directory: str) -> None:
+def make_keys(directory: str, key_type: str) -> None:
     from dtls_peer import Identity
 
     for side in ("client", "server"):
-        identity = Identity.generate()
+        identity = Identity.generate(key_type)  # type: ignore[arg-type]
         identity.save(f"{directory}/{side}.crt", f"{directory}/{side}.key")
         with open(f"{directory}/{side}.id", "w") as f:
             f.write(identity.node_id)
@@ -134,9 +134,18 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="comma-separated subset of: memory, handshake, echo_rtt, throughput, lag"
     )
+    parser.add_argument(
+        "--key-type",
+        default="p256",
+        choices=["p256", "ed25519", "rsa", "secp256k1"],
+        help="node key of both peers; other than p256 only dtls_peer can use it (the pyOpenSSL "
+        "contenders present the key's own certificate, which needs P-256 for ECDHE-ECDSA)",
+    )
     parser.add_argument("--json", default="bench-results.json", help="where to write the results")
     parser.add_argument("--markdown", default="", help="also write the tables as Markdown here")
     args = parser.parse_args()
+    if args.key_type != "p256" and set(args.contenders.split(",")) - {"dtls_peer"}:
+        parser.error("--key-type other than p256 needs --contenders dtls_peer")
     report: dict[str, Any] = {
         "command": " ".join(["python -m bench", *sys.argv[1:]]),
         "machine": machine(),
@@ -146,7 +155,7 @@ def main() -> None:
     }
     started = time.time()
     with tempfile.TemporaryDirectory() as keys:
-        make_keys(keys)
+        make_keys(keys, args.key_type)
         for loop in args.loops.split(","):
             report["results"][loop] = {}
             for contender in args.contenders.split(","):
