@@ -567,8 +567,8 @@ async def test_a_slow_callable_scheme_never_deadlocks_with_the_loop_reading_conn
 
     reader = asyncio.ensure_future(read_state())
     await handshake_all(*itertools.chain.from_iterable(pairs))
-    for a, b in pairs:
-        await exchange(a, b)
+    for conn_a, conn_b in pairs:
+        await exchange(conn_a, conn_b)
     await asyncio.wait_for(reader, STEP_TIMEOUT)
     # Made once per identity (8) and once per handshake side (8).
     assert calls >= 16, calls
