@@ -7,6 +7,7 @@ mod faults;
 mod garbage;
 mod handshake;
 mod liveness;
+mod loss;
 mod pinning;
 mod policy;
 mod random_input;
