@@ -23,9 +23,12 @@ pub const MIN_MTU: usize = 256;
 /// Largest UDP payload over IPv4.
 pub const MAX_MTU: usize = 65_507;
 
-/// OpenSSL treats a retransmission timer with under 15 ms left as expired, and it checks
-/// expiry on every read that finds no datagram; a shorter timer would retransmit in a loop.
+/// Shortest `initial_retransmit_timeout`: a shorter one would resend flights faster than most
+/// paths answer them.
 pub const MIN_RETRANSMIT_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Longest `handshake_timeout`: an hour.
+pub const MAX_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// Longest `keepalive_interval` or `idle_timeout`: a day.
 pub const MAX_LIVENESS_PERIOD: Duration = Duration::from_secs(86_400);
@@ -163,7 +166,7 @@ impl Config {
         if !(MIN_MTU..=MAX_MTU).contains(&self.mtu) {
             return Err(ConfigError::Mtu(self.mtu));
         }
-        if self.handshake_timeout.is_zero() || self.handshake_timeout > Duration::from_secs(3600) {
+        if self.handshake_timeout.is_zero() || self.handshake_timeout > MAX_HANDSHAKE_TIMEOUT {
             return Err(ConfigError::HandshakeTimeout(self.handshake_timeout));
         }
         let initial = self.initial_retransmit_timeout;

@@ -117,7 +117,8 @@ impl Engine {
         for datagram in pending.drain(..) {
             self.stream.get_mut().push_outgoing(datagram);
         }
-        self.earlier_retransmissions += self.timer.retransmissions() + next.earlier_retransmissions;
+        // Both handshakes are over, so their flights' counts are in `earlier_retransmissions`.
+        self.earlier_retransmissions += next.earlier_retransmissions;
         self.pin = next.pin;
         self.timer = next.timer;
         self.peer_node_id = next.peer_node_id;
