@@ -269,10 +269,21 @@ impl Engine {
                 self.unanswered_since = None;
                 let attempt = self.attempt;
                 let original = datagram.clone();
-                self.flight.hear(records::repeat_key(&original));
+                let repeat = self.flight.hear(records::repeat_key(&original));
+                let unsent = self.stream.get_ref().outgoing_len();
                 records::renumber_epoch_zero(&mut datagram, &mut self.next_epoch_zero_record);
+                // A repeat still goes to OpenSSL: the first copy may have come too early to
+                // be used (a ChangeCipherSpec before the messages it follows is dropped).
                 self.stream.get_mut().push_incoming(datagram);
                 self.drive_handshake(now);
+                // The peer sent this before and OpenSSL had nothing new to say: the peer
+                // repeats its flight because ours, which answered it, was lost. Sending ours
+                // now saves the rest of our own timeout. (OpenSSL answers only a repeated
+                // Finished, and only from a peer that renumbered it.)
+                let progressed = self.stream.get_ref().outgoing_len() != unsent;
+                if repeat && !progressed && self.attempt == attempt && self.flight.awaits_answer() {
+                    self.answer_repeat(now);
+                }
                 if self.attempt != attempt {
                     if self.fatal_inputs.len() == restart::MAX_ATTEMPTS as usize {
                         self.fatal_inputs.pop_front();
@@ -510,7 +521,7 @@ impl Engine {
                 // Finished): kept to answer the peer if it repeats its flight, having missed ours.
                 self.earlier_retransmissions += self.flight.take_retransmissions();
                 let last = self.stream.get_ref().outgoing_since(unsent);
-                self.flight.last(now, last);
+                self.flight.last(now, last, self.config.initial_retransmit_timeout);
                 self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
                 self.liveness_established(now);
                 self.events.push_back(Event::Connected);
@@ -587,8 +598,7 @@ impl Engine {
 
     /// Sends our flight again at once: the peer repeated its own, so it missed ours.
     fn answer_repeat(&mut self, now: Instant) {
-        // Half the initial timeout: a copy the link duplicated gets no second answer.
-        if let Some(datagrams) = self.flight.answer(now, self.config.initial_retransmit_timeout / 2) {
+        if let Some(datagrams) = self.flight.answer(now) {
             for datagram in datagrams {
                 self.stream.get_mut().push_outgoing(datagram);
             }

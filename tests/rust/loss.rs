@@ -25,7 +25,11 @@ fn loss_sweep() {
     };
     let threads: usize = env_or("LOSS_THREADS", if clock == Clock::Real { 64 } else { 1 });
     for loss in [0.0, 0.3, 0.5] {
-        let link = Link::new(loss, clock);
+        let mut link = Link::new(loss, clock);
+        link.trace = std::env::var("LOSS_TRACE").is_ok();
+        if let Ok(ms) = std::env::var("LOSS_MAX_RTO_MS") {
+            link.config.max_retransmit_timeout = Duration::from_millis(ms.parse().unwrap());
+        }
         let results = lossy::sweep(first..first + seeds, &link, threads);
         let within = if loss < 0.4 {
             Duration::from_secs(3)
@@ -37,8 +41,14 @@ fn loss_sweep() {
             loss * 100.0,
             lossy::summary(&results, within)
         );
-        for o in results.iter().filter(|o| !o.exchanged) {
-            println!("  seed {}: {:?} after {} datagrams", o.seed, o.failure, o.datagrams);
+        for o in results
+            .iter()
+            .filter(|o| !o.exchanged || o.connected_after > Some(within))
+        {
+            println!(
+                "  seed {}: {:?} {:?} after {} datagrams",
+                o.seed, o.connected_after, o.failure, o.datagrams
+            );
         }
     }
 }

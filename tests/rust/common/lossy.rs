@@ -26,6 +26,8 @@ pub struct Link {
     pub one_way_delay: Duration,
     pub clock: Clock,
     pub config: Config,
+    /// Print every datagram sent, lost and delivered (to follow one seed by hand).
+    pub trace: bool,
 }
 
 impl Link {
@@ -36,6 +38,7 @@ impl Link {
             one_way_delay: Duration::from_millis(20),
             clock,
             config: Config::default(),
+            trace: false,
         }
     }
 }
@@ -93,7 +96,7 @@ struct Run {
 
 impl Run {
     /// Puts what both engines produced on the link (each datagram may be lost).
-    fn collect(&mut self, now: Instant) {
+    fn collect(&mut self, now: Instant, start: Instant) {
         for to_server in [true, false] {
             let (engine, rng) = if to_server {
                 (&mut self.client, &mut self.rng[0])
@@ -101,7 +104,14 @@ impl Run {
                 (&mut self.server, &mut self.rng[1])
             };
             while let Some(datagram) = engine.poll_transmit() {
-                if self.lossy && rng.chance(self.link.loss) {
+                let lost = self.lossy && rng.chance(self.link.loss);
+                if self.link.trace {
+                    let ms = now.duration_since(start).as_millis();
+                    let who = if to_server { "client" } else { "server" };
+                    let what = if lost { "LOST" } else { "sent" };
+                    println!("{ms:>6} ms {who} {what} {} bytes, type {}", datagram.len(), datagram[0]);
+                }
+                if lost {
                     continue;
                 }
                 // Constant delay: the queue stays in delivery order.
@@ -160,14 +170,14 @@ impl Run {
                     &mut self.client
                 };
                 engine.handle_datagram(now, &d.datagram);
-                self.collect(now);
+                self.collect(now, start);
             }
             for engine in [&mut self.client, &mut self.server] {
                 if engine.poll_timeout().is_some_and(|t| t <= now) {
                     engine.handle_timeout(now);
                 }
             }
-            self.collect(now);
+            self.collect(now, start);
         }
     }
 }
@@ -201,7 +211,7 @@ pub fn handshake(seed: u64, link: &Link, client_id: &Identity, server_id: &Ident
     let start = Instant::now();
     run.server.start(start);
     run.client.start(start);
-    run.collect(start);
+    run.collect(start, start);
     let deadline = link.config.handshake_timeout + Duration::from_secs(1);
     let mut connected_at = None;
     run.run_until(start, deadline, |r| r.connected() || r.failed());
@@ -228,7 +238,7 @@ pub fn handshake(seed: u64, link: &Link, client_id: &Identity, server_id: &Ident
         run.client.send(b"from the client").unwrap();
         run.server.send(b"from the server").unwrap();
         let at = Instant::now().max(run.queue.back().map_or(start, |d| d.at));
-        run.collect(at);
+        run.collect(at, start);
         let got = |events: &[Event], m: &[u8]| events.iter().any(|e| *e == Event::Message(m.to_vec()));
         run.run_until(start, deadline + Duration::from_secs(2), |r| {
             got(&r.server_events, b"from the client") && got(&r.client_events, b"from the server")
