@@ -77,6 +77,11 @@ impl Flight {
         self.heard.contains(&key)
     }
 
+    /// Whether a copy of what went out last is still to follow.
+    pub(super) fn copy_pending(&self) -> bool {
+        self.copy_at.is_some()
+    }
+
     /// Whether the peer's answer to the flight is awaited.
     pub(super) fn awaits_answer(&self) -> bool {
         self.retransmit_at.is_some()

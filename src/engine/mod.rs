@@ -347,7 +347,7 @@ impl Engine {
             for datagram in datagrams {
                 self.stream.get_mut().push_outgoing(datagram);
             }
-            self.liveness.flight_sent(now, self.retransmissions());
+            self.liveness.flight_sent(now, true);
         }
     }
 
@@ -578,7 +578,8 @@ impl Engine {
             let datagrams = self.stream.get_ref().outgoing_since(unsent);
             self.flight
                 .start(now, datagrams, self.config.initial_retransmit_timeout);
-            self.liveness.flight_sent(now, self.retransmissions());
+            // A flight sent twice from the start (the attempt has seen loss) gives no sample.
+            self.liveness.flight_sent(now, self.flight.copy_pending());
         }
         if !timer::is_running(self.stream.ssl()) {
             self.flight.answered();
@@ -602,7 +603,7 @@ impl Engine {
             for datagram in datagrams {
                 self.stream.get_mut().push_outgoing(datagram);
             }
-            self.liveness.flight_sent(now, self.retransmissions());
+            self.liveness.flight_sent(now, true);
         }
     }
 
