@@ -29,6 +29,7 @@ fn loss_sweep() {
     for loss in [0.0, 0.3, 0.5] {
         let mut link = Link::new(loss, clock);
         link.trace = std::env::var("LOSS_TRACE").is_ok();
+        link.one_way_delay = Duration::from_millis(env_or("LOSS_DELAY_MS", 20));
         if let Ok(ms) = std::env::var("LOSS_MAX_RTO_MS") {
             link.config.max_retransmit_timeout = Duration::from_millis(ms.parse().unwrap());
         }
@@ -39,8 +40,9 @@ fn loss_sweep() {
             Duration::from_secs(10)
         };
         println!(
-            "{:.0}% loss ({clock:?} clock): {}",
+            "{:.0}% loss, {} ms one way ({clock:?} clock): {}",
             loss * 100.0,
+            link.one_way_delay.as_millis(),
             lossy::summary(&results, within)
         );
         for o in results
