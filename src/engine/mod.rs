@@ -282,7 +282,7 @@ impl Engine {
                 // Finished, and only from a peer that renumbered it.)
                 let progressed = self.stream.get_ref().outgoing_len() != unsent;
                 if repeat && !progressed && self.attempt == attempt && self.flight.awaits_answer() {
-                    self.answer_repeat(now);
+                    let _ = self.answer_repeat(now);
                 }
                 if self.attempt != attempt {
                     if self.fatal_inputs.len() == restart::MAX_ATTEMPTS as usize {
@@ -296,8 +296,12 @@ impl Engine {
                     return;
                 }
                 if records::is_handshake_traffic(&datagram) && self.flight.heard(records::repeat_key(&datagram)) {
-                    // The peer repeats its last flight: it missed our final one.
-                    return self.answer_repeat(now);
+                    // The peer repeats its last flight: it missed our final one. Anything
+                    // else it repeats (or a repeat too soon after our answer) is dropped.
+                    if !self.answer_repeat(now) {
+                        self.stats.dropped_invalid += 1;
+                    }
+                    return;
                 }
                 if records::has_short_encrypted_record(&datagram, self.min_record_body) {
                     self.stats.dropped_invalid += 1;
@@ -597,14 +601,17 @@ impl Engine {
         self.flight = Flight::default();
     }
 
-    /// Sends our flight again at once: the peer repeated its own, so it missed ours.
-    fn answer_repeat(&mut self, now: Instant) {
-        if let Some(datagrams) = self.flight.answer(now) {
-            for datagram in datagrams {
-                self.stream.get_mut().push_outgoing(datagram);
-            }
-            self.liveness.flight_sent(now, true);
+    /// Sends our flight again at once: the peer repeated its own, so it missed ours. False
+    /// when there is nothing to send or it just went out.
+    fn answer_repeat(&mut self, now: Instant) -> bool {
+        let Some(datagrams) = self.flight.answer(now) else {
+            return false;
+        };
+        for datagram in datagrams {
+            self.stream.get_mut().push_outgoing(datagram);
         }
+        self.liveness.flight_sent(now, true);
+        true
     }
 
     fn classify(&self, e: &openssl::ssl::Error) -> HandshakeFailure {

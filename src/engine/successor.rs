@@ -117,7 +117,9 @@ impl Engine {
         for datagram in pending.drain(..) {
             self.stream.get_mut().push_outgoing(datagram);
         }
-        // Both handshakes are over, so their flights' counts are in `earlier_retransmissions`.
+        // The new session's final flight answers its peer's repeats from now on.
+        self.forget_flight();
+        self.flight = std::mem::take(&mut next.flight);
         self.earlier_retransmissions += next.earlier_retransmissions;
         self.pin = next.pin;
         self.timer = next.timer;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::common::lossy::{self, Clock, Link};
 use crate::common::{fast_config, Dir, Pair};
-use dtls_peer::{Config, Engine, Identity, Role, State};
+use dtls_peer::{Config, Engine, Event, Identity, Role, State};
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -182,4 +182,66 @@ fn a_server_answers_each_repeat_of_the_final_flight_but_not_link_duplicates() {
     p.collect();
     p.flush();
     assert_eq!(Pair::messages(&p.server_events), vec![b"after the repeat".to_vec()]);
+}
+
+#[test]
+fn a_restarted_clients_lost_final_flight_is_answered_by_the_new_session() {
+    let mut p = Pair::new(fast_config());
+    assert!(p.handshake());
+    let mut client = Engine::new(
+        Role::Client,
+        &p.client_id,
+        Some(p.server_id.node_id().to_owned()),
+        fast_config(),
+    )
+    .unwrap();
+    client.start(Instant::now());
+    let mut lost_final = false;
+    let mut connected = false;
+    let limit = Instant::now() + Duration::from_secs(5);
+    for _ in 0..1000 {
+        let now = Instant::now();
+        let mut moved = false;
+        while let Some(d) = client.poll_transmit() {
+            p.server.handle_datagram(now, &d);
+            moved = true;
+        }
+        while let Some(d) = p.server.poll_transmit() {
+            // The new session's final flight (it starts with the ChangeCipherSpec), once.
+            if d[0] == 20 && !lost_final {
+                lost_final = true;
+                continue;
+            }
+            client.handle_datagram(now, &d);
+            moved = true;
+        }
+        connected |= std::iter::from_fn(|| client.poll_event()).any(|e| e == Event::Connected);
+        if connected {
+            break;
+        }
+        if moved {
+            continue;
+        }
+        let Some(at) = [client.poll_timeout(), p.server.poll_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            break;
+        };
+        if at > limit {
+            break;
+        }
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        client.handle_timeout(Instant::now());
+        p.server.handle_timeout(Instant::now());
+    }
+    assert!(lost_final && connected, "lost {lost_final}, connected {connected}");
+    assert_eq!(p.server.stats().peer_restarts, 1);
+    client.send(b"on the new session").unwrap();
+    while let Some(d) = client.poll_transmit() {
+        p.server.handle_datagram(Instant::now(), &d);
+    }
+    p.collect();
+    assert_eq!(Pair::messages(&p.server_events), vec![b"on the new session".to_vec()]);
 }
