@@ -73,7 +73,6 @@ pub(super) struct Liveness {
     highest_received: u64,
     /// Our latest handshake flight: when it went out and whether it was a retransmission.
     flight: Option<(Instant, bool)>,
-    retransmissions_seen: u64,
 }
 
 impl std::fmt::Debug for Liveness {
@@ -87,11 +86,10 @@ impl std::fmt::Debug for Liveness {
 }
 
 impl Liveness {
-    /// OpenSSL (re)started its timer for a flight; `retransmissions` is the timer's count.
-    pub(super) fn flight_sent(&mut self, now: Instant, retransmissions: u64) {
-        let retransmitted = retransmissions > self.retransmissions_seen;
-        self.retransmissions_seen = retransmissions;
-        self.flight = Some((now, retransmitted));
+    /// Our handshake flight went out at `now`; `again` when it had gone out before (a
+    /// retransmission, a copy or an answer to the peer's repeat: the answer may be to either).
+    pub(super) fn flight_sent(&mut self, now: Instant, again: bool) {
+        self.flight = Some((now, again));
     }
 
     /// An authenticated datagram from the peer.

@@ -5,11 +5,11 @@
 //! `send` or `close`: drain `poll_transmit` and send each datagram, drain `poll_event`, then
 //! arrange to call `handle_timeout` at `poll_timeout`.
 //!
-//! One caveat comes from OpenSSL: it checks whether a retransmission is due against the wall
-//! clock. The engine keeps the schedule (see [`crate::config::Config`]) and reports it through
-//! `poll_timeout` relative to the `now` it is given, so callers must pass real time; tests that
-//! exercise retransmission wait for real (with short timeouts).
+//! Time is only what the caller passes as `now`: the engine keeps each handshake flight and
+//! retransmits it itself on its schedule (see [`crate::config::Config`] and `flight`), with
+//! OpenSSL's own wall-clock timer held out of the way (`timer`).
 
+mod flight;
 mod liveness;
 mod output;
 mod pipe;
@@ -20,7 +20,7 @@ mod timer;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 
@@ -32,9 +32,10 @@ use crate::identity::Identity;
 use crate::policy;
 use crate::trust::verifier::{self, Verifier};
 use crate::trust::Pin;
+use flight::Flight;
 use liveness::Liveness;
 use pipe::DatagramPipe;
-use timer::{TimeoutOutcome, TimerState};
+use timer::TimerState;
 
 /// One attempt's OpenSSL session with the verifier and timer state its callbacks share.
 type Session = (SslStream<DatagramPipe>, Arc<Verifier>, Arc<TimerState>);
@@ -105,7 +106,8 @@ pub struct Engine {
     events: VecDeque<Event>,
     started_at: Option<Instant>,
     handshake_deadline: Option<Instant>,
-    retransmit_at: Option<Instant>,
+    /// Our current flight and its retransmission schedule.
+    flight: Flight,
     peer_node_id: Option<String>,
     peer_public_key: Option<Vec<u8>>,
     peer_certificate: Option<Vec<u8>>,
@@ -177,7 +179,7 @@ impl Engine {
             events: VecDeque::new(),
             started_at: None,
             handshake_deadline: None,
-            retransmit_at: None,
+            flight: Flight::default(),
             peer_node_id: None,
             peer_public_key: None,
             peer_certificate: None,
@@ -200,10 +202,7 @@ impl Engine {
             Role::Client => ssl.set_connect_state(),
             Role::Server => ssl.set_accept_state(),
         }
-        let timer = Arc::new(TimerState::new(
-            config.initial_retransmit_timeout,
-            config.max_retransmit_timeout,
-        ));
+        let timer = Arc::new(TimerState::default());
         timer::install(&mut ssl, timer.clone());
         let pin = Arc::new(Verifier::new(expected_node_id.clone()));
         verifier::install(&mut ssl, pin.clone());
@@ -276,9 +275,21 @@ impl Engine {
                 self.unanswered_since = None;
                 let attempt = self.attempt;
                 let original = datagram.clone();
+                let repeat = self.flight.hear(records::repeat_key(&original));
+                let unsent = self.stream.get_ref().outgoing_len();
                 records::renumber_epoch_zero(&mut datagram, &mut self.next_epoch_zero_record);
+                // A repeat still goes to OpenSSL: the first copy may have come too early to
+                // be used (a ChangeCipherSpec before the messages it follows is dropped).
                 self.stream.get_mut().push_incoming(datagram);
                 self.drive_handshake(now);
+                // The peer sent this before and OpenSSL had nothing new to say: the peer
+                // repeats its flight because ours, which answered it, was lost. Sending ours
+                // now saves the rest of our own timeout. (OpenSSL answers only a repeated
+                // Finished, and only from a peer that renumbered it.)
+                let progressed = self.stream.get_ref().outgoing_len() != unsent;
+                if repeat && !progressed && self.attempt == attempt && self.flight.awaits_answer() {
+                    let _ = self.answer_repeat(now);
+                }
                 if self.attempt != attempt {
                     if self.fatal_inputs.len() == restart::MAX_ATTEMPTS as usize {
                         self.fatal_inputs.pop_front();
@@ -290,6 +301,14 @@ impl Engine {
                 if self.route_new_handshake(now, &datagram) {
                     return;
                 }
+                if records::is_handshake_traffic(&datagram) && self.flight.heard(records::repeat_key(&datagram)) {
+                    // The peer repeats its last flight: it missed our final one. Anything
+                    // else it repeats (or a repeat too soon after our answer) is dropped.
+                    if !self.answer_repeat(now) {
+                        self.stats.dropped_invalid += 1;
+                    }
+                    return;
+                }
                 if records::has_short_encrypted_record(&datagram, self.min_record_body) {
                     self.stats.dropped_invalid += 1;
                     return;
@@ -299,6 +318,8 @@ impl Engine {
                 let delivered = self.read_records();
                 if delivered > 0 {
                     self.liveness.heard(now);
+                    // The peer is established: our final flight is no longer needed.
+                    self.forget_flight();
                 }
                 // Delivered nothing, ended nothing and needed no answer (a genuine repeat of the
                 // peer's last flight gets ours again): OpenSSL discarded it, whatever its type.
@@ -332,19 +353,12 @@ impl Engine {
         if self.handshake_deadline.is_some_and(|d| now >= d) {
             return self.end_handshake(HandshakeFailure::Timeout);
         }
-        if !self.retransmit_at.is_some_and(|t| now >= t) {
-            return;
-        }
-        match timer::handle_timeout(self.stream.ssl()) {
-            TimeoutOutcome::Retransmitted => {}
-            // The caller's clock ran ahead of OpenSSL's; follow OpenSSL's remaining time.
-            TimeoutOutcome::NotDue => {
-                self.retransmit_at =
-                    timer::time_left(self.stream.ssl()).map(|left| now + left.max(Duration::from_millis(1)));
+        if let Some(datagrams) = self.flight.due(now, self.config.max_retransmit_timeout) {
+            for datagram in datagrams {
+                self.stream.get_mut().push_outgoing(datagram);
             }
-            TimeoutOutcome::Failed => return self.fail(now, HandshakeFailure::Timeout),
+            self.liveness.flight_sent(now, true);
         }
-        self.sync_timer(now);
     }
 
     /// Encrypts one message into one datagram (collect it with `poll_transmit`).
@@ -418,7 +432,7 @@ impl Engine {
             return None;
         }
         [
-            self.retransmit_at,
+            self.flight.deadline(),
             self.handshake_deadline,
             self.unanswered_restart_ends(),
         ]
@@ -485,16 +499,17 @@ impl Engine {
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         Stats {
-            retransmissions: self.earlier_retransmissions + self.timer.retransmissions(),
+            retransmissions: self.retransmissions(),
             handshake_attempts: u64::from(self.attempt),
             ..self.stats.clone()
         }
     }
 
     fn drive_handshake(&mut self, now: Instant) {
+        let unsent = self.stream.get_ref().outgoing_len();
         match self.stream.do_handshake() {
-            Ok(()) => self.connected(now),
-            Err(e) if e.code() == ErrorCode::WANT_READ => self.sync_timer(now),
+            Ok(()) => self.connected(now, unsent),
+            Err(e) if e.code() == ErrorCode::WANT_READ => self.sync_timer(now, unsent),
             Err(e) => {
                 let failure = self.classify(&e);
                 self.fail(now, failure);
@@ -502,7 +517,7 @@ impl Engine {
         }
     }
 
-    fn connected(&mut self, now: Instant) {
+    fn connected(&mut self, now: Instant, unsent: usize) {
         // The verify callback decided during the handshake; this re-check only guards against
         // OpenSSL skipping it, which would otherwise let an unverified peer through.
         let der = self.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
@@ -518,7 +533,11 @@ impl Engine {
                 self.peer_certificate = der;
                 self.state = State::Established;
                 self.min_record_body = self.negotiated_min_record_body();
-                self.retransmit_at = None;
+                // What this call wrote is our final flight (a server's ChangeCipherSpec and
+                // Finished): kept to answer the peer if it repeats its flight, having missed ours.
+                self.earlier_retransmissions += self.flight.take_retransmissions();
+                let last = self.stream.get_ref().outgoing_since(unsent);
+                self.flight.last(now, last, self.config.initial_retransmit_timeout);
                 self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
                 self.liveness_established(now);
                 self.events.push_back(Event::Connected);
@@ -568,14 +587,43 @@ impl Engine {
         delivered
     }
 
-    fn sync_timer(&mut self, now: Instant) {
-        if let Some(duration) = self.timer.take_restart() {
-            self.retransmit_at = Some(now + duration);
-            self.liveness.flight_sent(now, self.timer.retransmissions());
+    /// Takes note of what OpenSSL did in one call, after the first `unsent` datagrams queued:
+    /// a new flight to keep and schedule, or an answer from the peer that ends the schedule.
+    fn sync_timer(&mut self, now: Instant, unsent: usize) {
+        if self.timer.take_flight_start() {
+            let datagrams = self.stream.get_ref().outgoing_since(unsent);
+            self.flight
+                .start(now, datagrams, self.config.initial_retransmit_timeout);
+            // A flight sent twice from the start (the attempt has seen loss) gives no sample.
+            self.liveness.flight_sent(now, self.flight.copy_pending());
         }
-        if timer::time_left(self.stream.ssl()).is_none() {
-            self.retransmit_at = None;
+        if !timer::is_running(self.stream.ssl()) {
+            self.flight.answered();
         }
+    }
+
+    /// Flights sent again, in all attempts.
+    fn retransmissions(&self) -> u64 {
+        self.earlier_retransmissions + self.flight.retransmissions()
+    }
+
+    /// Drops the flight (the attempt ended), keeping its count of retransmissions.
+    fn forget_flight(&mut self) {
+        self.earlier_retransmissions += self.flight.take_retransmissions();
+        self.flight = Flight::default();
+    }
+
+    /// Sends our flight again at once: the peer repeated its own, so it missed ours. False
+    /// when there is nothing to send or it just went out.
+    fn answer_repeat(&mut self, now: Instant) -> bool {
+        let Some(datagrams) = self.flight.answer(now) else {
+            return false;
+        };
+        for datagram in datagrams {
+            self.stream.get_mut().push_outgoing(datagram);
+        }
+        self.liveness.flight_sent(now, true);
+        true
     }
 
     fn classify(&self, e: &openssl::ssl::Error) -> HandshakeFailure {
@@ -598,7 +646,7 @@ impl Engine {
 
     fn end_handshake(&mut self, failure: HandshakeFailure) {
         self.state = State::Failed;
-        self.retransmit_at = None;
+        self.forget_flight();
         self.stream.get_mut().clear_incoming();
         self.events.push_back(Event::HandshakeFailed(failure));
     }

@@ -92,7 +92,9 @@ pub struct Stats {
     pub datagrams_out: u64,
     /// Bytes in those datagrams.
     pub bytes_out: u64,
-    /// Handshake flights sent again after a timeout.
+    /// Handshake flights sent again: after a timeout, or at once when the peer repeated its
+    /// own. The second copy of each flight the engine sends once it has seen loss is not
+    /// counted.
     pub retransmissions: u64,
     /// Application messages delivered.
     pub messages_in: u64,

@@ -25,6 +25,12 @@ impl DatagramPipe {
         self.outgoing.len()
     }
 
+    /// Copies of the datagrams produced after the first `from` (what one call of OpenSSL wrote,
+    /// given the length before it).
+    pub(crate) fn outgoing_since(&self, from: usize) -> Vec<Vec<u8>> {
+        self.outgoing.iter().skip(from).cloned().collect()
+    }
+
     pub(crate) fn pop_outgoing(&mut self) -> Option<Vec<u8>> {
         self.outgoing.pop_front()
     }

@@ -74,6 +74,28 @@ pub(super) fn renumber_epoch_zero(datagram: &mut [u8], next: &mut u64) {
     }
 }
 
+/// A key that is the same for two copies of one datagram, whether the sender copied it
+/// byte for byte or OpenSSL sent it again with new epoch-0 record numbers (later epochs are
+/// encrypted under their number, so only byte-identical copies match there).
+pub(super) fn repeat_key(datagram: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut at = 0;
+    while let Some(header) = datagram.get(at..at + RECORD_HEADER) {
+        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
+        let end = (at + RECORD_HEADER + length).min(datagram.len());
+        if header[3..5] == [0, 0] {
+            header[..5].hash(&mut hasher);
+            datagram[at + 11..end].hash(&mut hasher);
+        } else {
+            datagram[at..end].hash(&mut hasher);
+        }
+        at = end;
+    }
+    datagram[at..].hash(&mut hasher);
+    hasher.finish()
+}
+
 /// Whether `datagram` holds an epoch-0 record no DTLS 1.2 peer sends: a ChangeCipherSpec
 /// other than the single byte 1, an alert that is not 2 bytes, a handshake record too short
 /// for its header, or application data before any keys exist. OpenSSL aborts the handshake on

@@ -83,14 +83,13 @@ impl Engine {
                 for datagram in abort {
                     self.stream.get_mut().push_outgoing(datagram);
                 }
-                self.earlier_retransmissions += self.timer.retransmissions();
                 self.pin = pin;
                 self.timer = timer;
                 self.attempt += 1;
                 self.last_failure = Some((failure, streak));
                 self.unanswered_since = Some(now);
                 self.next_epoch_zero_record = 0;
-                self.retransmit_at = None;
+                self.forget_flight();
                 match self.role {
                     Role::Client => self.drive_handshake(now),
                     Role::Server => self.awaiting_client_hello = true,

@@ -117,7 +117,10 @@ impl Engine {
         for datagram in pending.drain(..) {
             self.stream.get_mut().push_outgoing(datagram);
         }
-        self.earlier_retransmissions += self.timer.retransmissions() + next.earlier_retransmissions;
+        // The new session's final flight answers its peer's repeats from now on.
+        self.forget_flight();
+        self.flight = std::mem::take(&mut next.flight);
+        self.earlier_retransmissions += next.earlier_retransmissions;
         self.pin = next.pin;
         self.timer = next.timer;
         self.peer_node_id = next.peer_node_id;

@@ -1,75 +1,46 @@
-//! OpenSSL's DTLS retransmission timer, steered by the engine's schedule.
+//! OpenSSL's DTLS retransmission timer, held out of the way so the engine retransmits itself.
 //!
-//! OpenSSL decides whether its timer has expired against the wall clock, and it also
-//! retransmits on its own when a read finds the timer expired, so the timer cannot simply be
-//! shrunk to hand control to the caller's clock. Instead the engine hands OpenSSL its schedule
-//! (initial timeout, doubling, cap) through `DTLS_set_timer_cb`, and learns through the same
-//! callback when a flight's timer starts or a retransmission happens, so its own deadline
-//! follows the `now` it is given. openssl-sys exposes neither the callback nor the
-//! `DTLSv1_get_timeout`/`DTLSv1_handle_timeout` controls, hence the raw calls in this module,
-//! the only unsafe code in the crate.
+//! OpenSSL decides whether its timer has expired against the wall clock, and it retransmits on
+//! its own when a read finds the timer expired, so no schedule handed to OpenSSL can follow the
+//! caller's clock. Through `DTLS_set_timer_cb` the engine gives OpenSSL a timer longer than any
+//! handshake may last, so OpenSSL never retransmits by itself, and learns from the same
+//! callback when a new flight starts; the engine keeps that flight's datagrams and sends them
+//! again on its own schedule (see `flight`). openssl-sys exposes neither the callback nor the
+//! `DTLSv1_get_timeout` control, hence the raw calls in this module, the only unsafe code in
+//! the crate.
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use foreign_types::ForeignTypeRef;
-use libc::{c_int, c_long, c_uint, c_void};
+use libc::{c_int, c_uint, c_void};
 use openssl::ex_data::Index;
 use openssl::ssl::{Ssl, SslRef};
 use openssl_sys::SSL;
 
 const DTLS_CTRL_GET_TIMEOUT: c_int = 73;
-const DTLS_CTRL_HANDLE_TIMEOUT: c_int = 74;
+
+/// The timer OpenSSL gets for every flight, in microseconds: 4000 s, longer than the longest
+/// `handshake_timeout` (3600 s), so OpenSSL's own retransmission never fires.
+const HOLD_US: c_uint = 4_000_000_000;
 
 extern "C" {
     // Present in OpenSSL >= 1.1.1 (we vendor 3.x); see openssl/ssl.h.
     fn DTLS_set_timer_cb(s: *mut SSL, cb: Option<unsafe extern "C" fn(*mut SSL, c_uint) -> c_uint>);
 }
 
-/// The schedule and what OpenSSL did with it, shared with the C callback.
-#[derive(Debug)]
+/// What OpenSSL did with its timer, shared with the C callback.
+#[derive(Debug, Default)]
 pub(crate) struct TimerState {
-    initial_us: u32,
-    max_us: u32,
-    /// Duration OpenSSL was last given, in microseconds.
-    last_us: AtomicU32,
-    /// Set whenever OpenSSL (re)started its timer since the engine last looked.
-    restarted: AtomicBool,
-    retransmissions: AtomicU64,
+    /// Set when OpenSSL started its timer for a new flight since the engine last looked.
+    flight_started: AtomicBool,
 }
 
 impl TimerState {
-    pub(crate) fn new(initial: Duration, max: Duration) -> Self {
-        let us = |d: Duration| u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-        Self {
-            initial_us: us(initial),
-            max_us: us(max),
-            last_us: AtomicU32::new(0),
-            restarted: AtomicBool::new(false),
-            retransmissions: AtomicU64::new(0),
-        }
-    }
-
-    /// The timer duration OpenSSL started since the last call, if it (re)started one.
-    pub(crate) fn take_restart(&self) -> Option<Duration> {
-        self.restarted
-            .swap(false, Ordering::AcqRel)
-            .then(|| Duration::from_micros(self.last_us.load(Ordering::Acquire).into()))
-    }
-
-    pub(crate) fn retransmissions(&self) -> u64 {
-        self.retransmissions.load(Ordering::Relaxed)
-    }
-
-    fn next(&self, previous_us: u32) -> u32 {
-        if previous_us == 0 {
-            self.initial_us
-        } else {
-            self.retransmissions.fetch_add(1, Ordering::Relaxed);
-            previous_us.saturating_mul(2).min(self.max_us)
-        }
+    /// Whether OpenSSL started a new flight since the last call.
+    pub(crate) fn take_flight_start(&self) -> bool {
+        self.flight_started.swap(false, Ordering::AcqRel)
     }
 }
 
@@ -81,19 +52,17 @@ fn index() -> Index<Ssl, Arc<TimerState>> {
 unsafe extern "C" fn timer_cb(ssl: *mut SSL, previous_us: c_uint) -> c_uint {
     // SAFETY: OpenSSL passes the live SSL the callback was installed on.
     let ssl = unsafe { SslRef::from_ptr(ssl) };
-    match ssl.ex_data(index()) {
-        Some(state) => {
-            let next = state.next(previous_us);
-            state.last_us.store(next, Ordering::Release);
-            state.restarted.store(true, Ordering::Release);
-            next
+    // OpenSSL passes 0 when a flight starts its timer, and the last duration when the timer
+    // expired, which the hold keeps from happening.
+    if previous_us == 0 {
+        if let Some(state) = ssl.ex_data(index()) {
+            state.flight_started.store(true, Ordering::Release);
         }
-        // Unreachable by construction (installed together); fall back to OpenSSL's 1 s.
-        None => 1_000_000,
     }
+    HOLD_US
 }
 
-/// Makes OpenSSL use `state`'s schedule on this connection.
+/// Holds OpenSSL's timer out of the way on this connection and reports flights to `state`.
 pub(crate) fn install(ssl: &mut SslRef, state: Arc<TimerState>) {
     ssl.set_ex_data(index(), state);
     // SAFETY: `ssl` is a valid SSL; the callback only reads ex_data set just above, which
@@ -101,8 +70,8 @@ pub(crate) fn install(ssl: &mut SslRef, state: Arc<TimerState>) {
     unsafe { DTLS_set_timer_cb(ssl.as_ptr(), Some(timer_cb)) };
 }
 
-/// Whether OpenSSL's retransmission timer is running, and its wall-clock time left.
-pub(crate) fn time_left(ssl: &SslRef) -> Option<Duration> {
+/// Whether OpenSSL's retransmission timer runs: it awaits the peer's answer to our flight.
+pub(crate) fn is_running(ssl: &SslRef) -> bool {
     let mut tv = libc::timeval { tv_sec: 0, tv_usec: 0 };
     // SAFETY: DTLS_CTRL_GET_TIMEOUT writes one `struct timeval` through the pointer.
     let running = unsafe {
@@ -113,30 +82,16 @@ pub(crate) fn time_left(ssl: &SslRef) -> Option<Duration> {
             (&mut tv as *mut libc::timeval).cast::<c_void>(),
         )
     };
-    (running == 1).then(|| {
-        Duration::from_secs(u64::try_from(tv.tv_sec).unwrap_or(0))
-            + Duration::from_micros(u64::try_from(tv.tv_usec).unwrap_or(0))
-    })
+    running == 1
 }
 
-/// What `DTLSv1_handle_timeout` did.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum TimeoutOutcome {
-    /// OpenSSL's timer had not expired yet; nothing was sent.
-    NotDue,
-    /// The buffered flight was sent again.
-    Retransmitted,
-    /// OpenSSL gave up (too many retransmissions) or failed to resend.
-    Failed,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
 
-/// Asks OpenSSL to retransmit the current flight if its timer has expired.
-pub(crate) fn handle_timeout(ssl: &SslRef) -> TimeoutOutcome {
-    // SAFETY: DTLS_CTRL_HANDLE_TIMEOUT takes no argument.
-    let r: c_long = unsafe { openssl_sys::SSL_ctrl(ssl.as_ptr(), DTLS_CTRL_HANDLE_TIMEOUT, 0, std::ptr::null_mut()) };
-    match r {
-        0 => TimeoutOutcome::NotDue,
-        r if r > 0 => TimeoutOutcome::Retransmitted,
-        _ => TimeoutOutcome::Failed,
+    #[test]
+    fn the_hold_outlasts_any_handshake() {
+        assert!(Duration::from_micros(HOLD_US.into()) > crate::config::MAX_HANDSHAKE_TIMEOUT);
     }
 }

@@ -8,6 +8,7 @@ mod garbage;
 mod handshake;
 mod identity_keys;
 mod liveness;
+mod loss;
 mod pinning;
 mod policy;
 mod random_input;

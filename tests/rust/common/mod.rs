@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod datagram_ops;
+pub mod lossy;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
