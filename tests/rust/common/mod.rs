@@ -160,7 +160,7 @@ impl Pair {
     }
 
     /// Runs until `done` holds, both engines are idle with no timer, or 5 s / 10,000 steps
-    /// pass. Timers are waited for in real time (OpenSSL checks them against the wall clock).
+    /// pass. Timers are waited for in real time (see `lossy` for a link on a virtual clock).
     pub fn drive_until(&mut self, mut done: impl FnMut(&Self) -> bool) -> bool {
         let limit = Instant::now() + Duration::from_secs(5);
         for _ in 0..10_000 {
