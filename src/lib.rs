@@ -3,6 +3,7 @@
 //! - [`engine`]: a sans-IO DTLS engine. Feed it datagrams and the current time; after every
 //!   call drain `poll_transmit` (datagrams to send) and `poll_event` (connected, messages,
 //!   failures), then sleep until `poll_timeout` and call `handle_timeout`.
+//! - [`alert`]: the TLS alerts sent and recognised, and what each means to the engine.
 //! - [`driver`]: runs an engine over a real UDP socket on tokio.
 //! - [`identity`]: node identities (P-256, Ed25519, RSA or secp256k1 node keys) and their
 //!   certificates.
@@ -10,6 +11,7 @@
 //!   scheme), judged inside the handshake.
 //! - `bindings` (feature `python`): the `dtls_peer._native` extension module.
 
+pub mod alert;
 pub mod config;
 pub mod driver;
 pub mod engine;
@@ -17,6 +19,7 @@ pub mod identity;
 mod policy;
 pub mod trust;
 
+pub use alert::Alert;
 pub use config::{Config, ConfigError, Role};
 pub use engine::{
     is_keepalive, CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure,

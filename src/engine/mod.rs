@@ -27,6 +27,7 @@ use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 pub use liveness::{is_keepalive, EXPORTER_LABEL, KEEPALIVE_LEN};
 pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
 
+use crate::alert::{self, OpenSslReason};
 use crate::config::{Config, ConfigError, Role};
 use crate::identity::Identity;
 use crate::policy;
@@ -633,15 +634,13 @@ impl Engine {
         if let Some(code) = alert_received(e) {
             return HandshakeFailure::AlertReceived(code);
         }
-        let why = describe(e);
-        if why.contains("read timeout expired") {
-            return HandshakeFailure::Timeout;
+        match e.ssl_error().and_then(OpenSslReason::of) {
+            Some(OpenSslReason::ReadTimeoutExpired) => HandshakeFailure::Timeout,
+            Some(OpenSslReason::PeerDidNotReturnACertificate) => {
+                HandshakeFailure::PeerVerification(VerificationFailure::NoCertificate)
+            }
+            None => HandshakeFailure::Protocol(describe(e)),
         }
-        // OpenSSL refuses a certificate-less peer before our verify callback runs.
-        if why.contains("peer did not return a certificate") {
-            return HandshakeFailure::PeerVerification(VerificationFailure::NoCertificate);
-        }
-        HandshakeFailure::Protocol(why)
     }
 
     fn end_handshake(&mut self, failure: HandshakeFailure) {
@@ -659,13 +658,9 @@ impl Engine {
     }
 }
 
-/// OpenSSL reports a received alert as reason code 1000 + the alert number.
+/// The alert the peer sent, if that is what ended the call.
 fn alert_received(e: &openssl::ssl::Error) -> Option<u8> {
-    e.ssl_error()?.errors().iter().find_map(|err| {
-        u8::try_from(err.reason_code() - 1000)
-            .ok()
-            .filter(|_| err.reason_code() >= 1000)
-    })
+    alert::received_alert(e.ssl_error()?)
 }
 
 fn describe(e: &openssl::ssl::Error) -> String {

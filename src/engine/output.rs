@@ -3,6 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
+pub use crate::alert::alert_name;
+use crate::alert::Alert;
 pub use crate::trust::VerificationFailure;
 
 /// Something the caller must act on, in the order it happened.
@@ -131,34 +133,6 @@ pub struct Stats {
     pub keepalives_in: u64,
 }
 
-/// The registered name of a TLS alert code, for messages.
-pub fn alert_name(code: u8) -> &'static str {
-    match code {
-        0 => "close_notify",
-        10 => "unexpected_message",
-        20 => "bad_record_mac",
-        40 => "handshake_failure",
-        42 => "bad_certificate",
-        43 => "unsupported_certificate",
-        44 => "certificate_revoked",
-        45 => "certificate_expired",
-        46 => "certificate_unknown",
-        47 => "illegal_parameter",
-        48 => "unknown_ca",
-        50 => "decode_error",
-        51 => "decrypt_error",
-        70 => "protocol_version",
-        71 => "insufficient_security",
-        80 => "internal_error",
-        86 => "inappropriate_fallback",
-        90 => "user_canceled",
-        100 => "no_renegotiation",
-        109 => "missing_extension",
-        110 => "unsupported_extension",
-        _ => "unknown alert",
-    }
-}
-
 impl fmt::Display for HandshakeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -168,7 +142,7 @@ impl fmt::Display for HandshakeFailure {
                 f,
                 "the peer aborted the handshake with alert {code} ({}){}",
                 alert_name(*code),
-                if matches!(code, 40 | 42 | 43 | 46 | 48) {
+                if Alert::from_code(*code).is_some_and(Alert::may_reject_identity) {
                     "; if the peer pins node IDs it may have rejected ours, otherwise check its ciphers and certificate"
                 } else {
                     ""

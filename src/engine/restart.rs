@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::output::{HandshakeFailure, VerificationFailure};
 use super::{records, Engine, Role};
+use crate::alert::Alert;
 use crate::trust::CertificateProblem;
 
 /// Attempts per handshake, the first included; bounds the work spoofed alerts can cause.
@@ -25,11 +26,6 @@ pub(super) const ANSWER_PERIODS: u32 = 7;
 /// Times our fatal alert is sent again to a peer still sending the abandoned attempt.
 pub(super) const ABORT_RESENDS: u32 = 4;
 
-/// Alerts a peer sends when it refuses who we are: `unsupported_certificate` (our key type),
-/// `unknown_ca` (our node ID is not the one it pinned, see `trust::verifier`), `access_denied`, and
-/// `close_notify`/`user_canceled` (it gave up). OpenSSL never sends these for corrupted input.
-const REFUSAL_ALERTS: [u8; 5] = [0, 43, 48, 49, 90];
-
 /// Whether an attempt that failed this way may be followed by another.
 pub(super) fn is_retryable(failure: &HandshakeFailure) -> bool {
     match failure {
@@ -40,7 +36,8 @@ pub(super) fn is_retryable(failure: &HandshakeFailure) -> bool {
             CertificateProblem::Malformed | CertificateProblem::BadSelfSignature,
         )) => true,
         HandshakeFailure::PeerVerification(_) => false,
-        HandshakeFailure::AlertReceived(code) => !REFUSAL_ALERTS.contains(code),
+        // A refusal of who we are (or the peer giving up), see `Alert::is_refusal`.
+        HandshakeFailure::AlertReceived(code) => !Alert::from_code(*code).is_some_and(Alert::is_refusal),
         HandshakeFailure::Protocol(_) => true,
     }
 }

@@ -8,6 +8,7 @@ use openssl::x509::{X509StoreContextRef, X509VerifyResult};
 
 use super::certificate::check_self_signature;
 use super::{inspect_peer_certificate, inspect_peer_key, CertificateProblem, NodeIdScheme, VerificationFailure};
+use crate::alert::Alert;
 
 /// Whom a connection accepts: a node ID (normalised by the scheme), or anyone, and the local
 /// scheme that names the peer's key.
@@ -142,25 +143,32 @@ impl Verifier {
     }
 }
 
-/// The verification error OpenSSL turns into the alert the peer receives. The peer decides
-/// from the alert whether to try again (see `engine::restart`): `unknown_ca` (48) for a valid
-/// certificate that is not the pinned one and `unsupported_certificate` (43) for a wrong key
-/// type or an invalid key extension say "not you", while `decrypt_error` (51) for a damaged
-/// certificate reads as noise. A failing local scheme sends `internal_error` (80): the fault is
-/// ours, and the peer's retry goes unanswered because this side's failure is final.
-fn refusal_reason(failure: &VerificationFailure) -> X509VerifyResult {
-    let code = match failure {
-        VerificationFailure::NodeIdMismatch { .. } | VerificationFailure::NoCertificate => {
-            openssl_sys::X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT
-        }
+/// The alert the peer receives when its certificate is refused. The peer decides from the
+/// alert whether to try again (see `engine::restart`): `unknown_ca` for a valid certificate that
+/// is not the pinned one (or none) and `unsupported_certificate` for a wrong key type or an
+/// invalid key extension say "not you", while `decrypt_error` for a damaged certificate reads as
+/// noise. A failing local scheme sends `internal_error`: the fault is ours, and the peer's retry
+/// goes unanswered because this side's failure is final.
+fn refusal_alert(failure: &VerificationFailure) -> Alert {
+    match failure {
+        VerificationFailure::NodeIdMismatch { .. } | VerificationFailure::NoCertificate => Alert::UnknownCa,
         VerificationFailure::Certificate(
             CertificateProblem::WrongKeyType(_) | CertificateProblem::InvalidExtension(_),
-        ) => openssl_sys::X509_V_ERR_INVALID_PURPOSE,
-        VerificationFailure::Scheme(_) => openssl_sys::X509_V_ERR_OUT_OF_MEM,
+        ) => Alert::UnsupportedCertificate,
+        VerificationFailure::Scheme(_) => Alert::InternalError,
         VerificationFailure::Certificate(CertificateProblem::Malformed | CertificateProblem::BadSelfSignature) => {
-            openssl_sys::X509_V_ERR_CERT_SIGNATURE_FAILURE
+            Alert::DecryptError
         }
-    };
+    }
+}
+
+/// The verification error OpenSSL turns into `refusal_alert`'s alert (see `Alert`'s table).
+fn refusal_reason(failure: &VerificationFailure) -> X509VerifyResult {
+    // Every alert `refusal_alert` picks has a verify error (unit-tested below); were one
+    // missing, X509_V_ERR_UNSPECIFIED still refuses the peer, with internal_error.
+    let code = refusal_alert(failure)
+        .verify_error()
+        .unwrap_or(openssl_sys::X509_V_ERR_UNSPECIFIED);
     // SAFETY: `code` is one of OpenSSL's own X509_V_ERR constants; the value is only stored.
     #[allow(unsafe_code)]
     unsafe {
@@ -174,4 +182,45 @@ pub(crate) fn install(ssl: &mut SslRef, pin: Arc<Verifier>) {
         SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
         move |_preverified, ctx| pin.verify(ctx),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_refusal_has_the_verify_error_that_sends_its_alert() {
+        let cases = [
+            (VerificationFailure::NoCertificate, 48),
+            (
+                VerificationFailure::NodeIdMismatch {
+                    expected: "a".into(),
+                    actual: "b".into(),
+                },
+                48,
+            ),
+            (
+                VerificationFailure::Certificate(CertificateProblem::WrongKeyType("rsaEncryption".into())),
+                43,
+            ),
+            (
+                VerificationFailure::Certificate(CertificateProblem::InvalidExtension("bad".into())),
+                43,
+            ),
+            (VerificationFailure::Certificate(CertificateProblem::Malformed), 51),
+            (
+                VerificationFailure::Certificate(CertificateProblem::BadSelfSignature),
+                51,
+            ),
+            (VerificationFailure::Scheme("raised".into()), 80),
+        ];
+        for (failure, code) in cases {
+            let alert = refusal_alert(&failure);
+            assert_eq!(alert.code(), code, "{failure:?}");
+            let error = alert
+                .verify_error()
+                .expect("an alert the verifier sends has a verify error");
+            assert_eq!(refusal_reason(&failure).as_raw(), error, "{failure:?}");
+        }
+    }
 }
