@@ -13,7 +13,7 @@ use super::errors::{config_error, ended, send_error, DTLSError};
 use super::identity::Identity;
 use super::waker::Waker;
 use crate::config::{Config, Role};
-use crate::driver::{self, Progress, Received, Sent};
+use crate::driver::{self, Progress, Received, Sent, StatValue};
 use crate::engine::{Engine, SendError};
 
 /// One DTLS connection driven on the I/O thread.
@@ -259,33 +259,25 @@ impl Connection {
 
     /// Counters as a dict (see the README for each key).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.unlocked(py, driver::Connection::stats);
-        let e = &s.engine;
+        let stats = self.unlocked(py, driver::Connection::stats);
         let d = PyDict::new(py);
-        d.set_item("datagrams_in", e.datagrams_in)?;
-        d.set_item("bytes_in", e.bytes_in)?;
-        d.set_item("datagrams_out", e.datagrams_out)?;
-        d.set_item("bytes_out", e.bytes_out)?;
-        d.set_item("messages_in", e.messages_in)?;
-        d.set_item("messages_out", e.messages_out)?;
-        d.set_item("retransmissions", e.retransmissions)?;
-        d.set_item("handshake_attempts", e.handshake_attempts)?;
-        d.set_item("peer_restarts", e.peer_restarts)?;
-        d.set_item("send_errors", s.send_errors)?;
-        d.set_item("handshake_duration", e.handshake_duration.map(|t| t.as_secs_f64()))?;
-        d.set_item("handshake_rtt", e.handshake_rtt.map(|t| t.as_secs_f64()))?;
-        d.set_item("keepalives_out", e.keepalives_out)?;
-        d.set_item("keepalives_in", e.keepalives_in)?;
-        let dropped = PyDict::new(py);
-        dropped.set_item("not_dtls", e.dropped_not_dtls)?;
-        dropped.set_item("invalid", e.dropped_invalid)?;
-        dropped.set_item("early", e.dropped_early)?;
-        dropped.set_item("after_close", e.dropped_after_close)?;
-        dropped.set_item("stale_handshake", e.dropped_stale_handshake)?;
-        dropped.set_item("new_handshake", e.dropped_new_handshake)?;
-        dropped.set_item("wrong_source", s.dropped_wrong_source)?;
-        dropped.set_item("queue_full", s.dropped_queue_full)?;
-        d.set_item("dropped", dropped)?;
+        for field in stats.fields() {
+            let value = match field.value {
+                StatValue::Count(n) => n.into_pyobject(py)?.into_any(),
+                StatValue::Seconds(t) => t.map(|t| t.as_secs_f64()).into_pyobject(py)?,
+            };
+            match field.key.split_once('.') {
+                None => d.set_item(field.key, value)?,
+                Some((group, key)) => match d.get_item(group)? {
+                    Some(nested) => nested.set_item(key, value)?,
+                    None => {
+                        let nested = PyDict::new(py);
+                        nested.set_item(key, value)?;
+                        d.set_item(group, nested)?;
+                    }
+                },
+            }
+        }
         Ok(d)
     }
 }

@@ -11,6 +11,7 @@ mod batch_io;
 mod socket;
 #[cfg(test)]
 mod stall_tests;
+mod stats;
 
 use std::collections::VecDeque;
 use std::io;
@@ -24,8 +25,9 @@ use tokio::runtime::Runtime;
 
 use batch_io::Sock;
 pub use socket::{take_fd, udp_socket_from_fd};
+pub use stats::{DriverStats, StatField, StatValue, STAT_FIELDS};
 
-use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats};
+use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State};
 
 /// Datagrams handled per wake-up before the application is notified (or the reading thread
 /// gives others a turn); one read may carry more, when GRO joined them.
@@ -102,19 +104,6 @@ pub enum Sent {
     Done,
     /// Too many datagrams wait for the socket; nothing was encrypted. Wait and retry.
     Busy,
-}
-
-/// Counters kept by the driver on top of the engine's.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DriverStats {
-    /// The engine's counters.
-    pub engine: Stats,
-    /// Datagrams from an address other than the peer's.
-    pub dropped_wrong_source: u64,
-    /// Decrypted messages dropped because the receive queue was full.
-    pub dropped_queue_full: u64,
-    /// Socket errors on send (the datagram is lost, like any UDP loss).
-    pub send_errors: u64,
 }
 
 /// The process-wide runtime: one I/O thread is plenty for UDP and leaves a core to Python.
