@@ -118,23 +118,22 @@ impl Engine {
     }
 
     /// Whether a server lets `datagram` into its handshake: anything but a ClientHello, the
-    /// first ClientHello of an attempt, and copies of that one (the client repeating it because
-    /// our answer was lost). Refused are a ClientHello that opened an attempt we abandoned and,
-    /// while an attempt is under way, any other ClientHello.
+    /// first ClientHello of an attempt, and copies of that one (the client repeats it when our
+    /// answer is lost). Refused: a ClientHello that opened an attempt we abandoned and, while
+    /// an attempt is under way, any other ClientHello.
     ///
     /// Anyone who can send from the client's address can replay a ClientHello it captured, and
     /// a server without cookies answers whichever ClientHello comes first. When that is the
-    /// replay, the real client's attempt fails (our ServerKeyExchange is signed over another
-    /// client random) and it starts again with a new ClientHello, while its alert makes us
-    /// start again too. The replay, sent far more often, would win that race again and again
-    /// until the same failure three times in a row ends the handshake. A ClientHello we
-    /// answered in an abandoned attempt cannot help: a genuine client that starts again sends a
-    /// new one (with a new random), and a replayer cannot finish (it lacks the key). So it is
-    /// treated like the rest of that attempt's datagrams (`repeat_abort`), and one replayed
-    /// ClientHello costs the client one attempt at most. Another ClientHello during an attempt
-    /// was always ignored by OpenSSL (it expects the next message); it is now dropped before
-    /// our own repeat detection too, which would otherwise answer each of its repeats with our
-    /// flight, sending copies meant for someone else to the client's address.
+    /// replay, the real client fails (our ServerKeyExchange is signed over another client
+    /// random), starts again with a new ClientHello, and its alert makes us start again too;
+    /// a replay sent far more often would win that race every time, until the same failure
+    /// three times in a row ended the handshake. Answering a ClientHello of an abandoned
+    /// attempt again cannot help: a genuine client that started again sent a new one (with a
+    /// new random), and a replayer cannot finish (it lacks the key). So it is treated like the
+    /// rest of that attempt's datagrams, and one replayed ClientHello costs the client one
+    /// attempt at most. OpenSSL ignores another ClientHello during an attempt (it expects the
+    /// next message), but our repeat detection would answer each repeat of it with our flight,
+    /// sending copies of a flight meant for someone else to the client's address.
     pub(super) fn admits_client_hello(&self, datagram: &[u8]) -> bool {
         if self.role != Role::Server {
             return true;
