@@ -143,7 +143,7 @@ impl DriverStats {
             field(
                 "dropped.stale_handshake",
                 Count(*dropped_stale_handshake),
-                "The peer still sending a handshake attempt that was abandoned, or a session this side no longer has.",
+                "The peer still sending a handshake attempt that was abandoned, a ClientHello other than the one the handshake answers, or a session this side no longer has.",
             ),
             field(
                 "dropped.new_handshake",

@@ -94,6 +94,10 @@ pub struct Engine {
     /// A server has taken in a ClientHello (before that, later-epoch records come from a
     /// session the peer still has with our previous incarnation).
     client_hello_seen: bool,
+    /// The client random of the ClientHello a server's current attempt answers.
+    answering: Option<[u8; 32]>,
+    /// Those of the attempts it abandoned (see `restart::admits_client_hello`).
+    abandoned_hellos: VecDeque<[u8; 32]>,
     /// HelloRequests a fresh server may still send to such a peer.
     hello_requests_left: u32,
     /// A new handshake the peer started while this session is established (`successor`).
@@ -171,6 +175,8 @@ impl Engine {
             next_epoch_zero_record: 0,
             fatal_inputs: VecDeque::new(),
             client_hello_seen: false,
+            answering: None,
+            abandoned_hellos: VecDeque::new(),
             hello_requests_left: HELLO_REQUESTS,
             successor: None,
             successor_started: None,
@@ -250,6 +256,9 @@ impl Engine {
     fn process(&mut self, now: Instant, mut datagram: Vec<u8>) {
         match self.state {
             State::Handshaking => {
+                if !self.admits_client_hello(&datagram) {
+                    return self.repeat_abort();
+                }
                 if self.awaiting_client_hello {
                     if !records::starts_with_client_hello(&datagram) {
                         return self.repeat_abort();
@@ -268,16 +277,21 @@ impl Engine {
                     return;
                 }
                 // A copy of what ended an earlier attempt (the peer repeating its alert, or the
-                // link duplicating it) must not end this one too.
+                // link duplicating it) must not end this one too. A peer that sends its flight
+                // again may have missed our alert and still run that attempt: tell it again
+                // (bounded). A server waiting for a ClientHello does that above; this is where a
+                // client does, which a server answering a replayed ClientHello relies on.
                 if self.fatal_inputs.contains(&datagram) {
-                    self.stats.dropped_stale_handshake += 1;
-                    return;
+                    return self.repeat_abort();
                 }
                 self.unanswered_since = None;
                 let attempt = self.attempt;
                 let original = datagram.clone();
                 let repeat = self.flight.hear(records::repeat_key(&original));
                 let unsent = self.stream.get_ref().outgoing_len();
+                if self.role == Role::Server && self.answering.is_none() {
+                    self.answering = records::client_hello_random(&datagram);
+                }
                 records::renumber_epoch_zero(&mut datagram, &mut self.next_epoch_zero_record);
                 // A repeat still goes to OpenSSL: the first copy may have come too early to
                 // be used (a ChangeCipherSpec before the messages it follows is dropped).

@@ -111,8 +111,9 @@ pub struct Stats {
     pub dropped_early: u64,
     /// Datagrams that arrived after the session ended.
     pub dropped_after_close: u64,
-    /// Datagrams from an abandoned handshake attempt or from a session this side no longer
-    /// has (answered with our alert or a HelloRequest).
+    /// Datagrams from an abandoned handshake attempt, a server's ClientHellos other than the
+    /// one its attempt answers (a replayed one, say), and records of a session this side no
+    /// longer has (answered with our alert or a HelloRequest, bounded).
     pub dropped_stale_handshake: u64,
     /// Datagrams of a new handshake that arrived on an established session (a restarted
     /// peer's, or a forged one; see `successor`): they go to that handshake, not the session.

@@ -86,6 +86,12 @@ impl Engine {
                 self.last_failure = Some((failure, streak));
                 self.unanswered_since = Some(now);
                 self.next_epoch_zero_record = 0;
+                if let Some(random) = self.answering.take() {
+                    if self.abandoned_hellos.len() == MAX_ATTEMPTS as usize {
+                        self.abandoned_hellos.pop_front();
+                    }
+                    self.abandoned_hellos.push_back(random);
+                }
                 self.forget_flight();
                 match self.role {
                     Role::Client => self.drive_handshake(now),
@@ -106,6 +112,33 @@ impl Engine {
         for datagram in self.abort.clone() {
             self.stream.get_mut().push_outgoing(datagram);
         }
+    }
+
+    /// Whether a server lets `datagram` into its handshake: anything but a ClientHello, the
+    /// first ClientHello of an attempt, and copies of that one (the client repeats it when our
+    /// answer is lost). Refused: a ClientHello that opened an attempt we abandoned and, while
+    /// an attempt is under way, any other ClientHello.
+    ///
+    /// Anyone who can send from the client's address can replay a ClientHello it captured, and
+    /// a server without cookies answers whichever ClientHello comes first. When that is the
+    /// replay, the real client fails (our ServerKeyExchange is signed over another client
+    /// random), starts again with a new ClientHello, and its alert makes us start again too;
+    /// a replay sent far more often would win that race every time, until the same failure
+    /// three times in a row ended the handshake. Answering a ClientHello of an abandoned
+    /// attempt again cannot help: a genuine client that started again sent a new one (with a
+    /// new random), and a replayer cannot finish (it lacks the key). So it is treated like the
+    /// rest of that attempt's datagrams, and one replayed ClientHello costs the client one
+    /// attempt at most. OpenSSL ignores another ClientHello during an attempt (it expects the
+    /// next message), but our repeat detection would answer each repeat of it with our flight,
+    /// sending copies of a flight meant for someone else to the client's address.
+    pub(super) fn admits_client_hello(&self, datagram: &[u8]) -> bool {
+        if self.role != Role::Server {
+            return true;
+        }
+        let Some(random) = records::client_hello_random(datagram) else {
+            return true;
+        };
+        !self.abandoned_hellos.contains(&random) && !matches!(self.answering, Some(r) if r != random)
     }
 
     /// While the peer has sent nothing for the current attempt: when to stop waiting for it.

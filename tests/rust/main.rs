@@ -12,4 +12,5 @@ mod loss;
 mod pinning;
 mod policy;
 mod random_input;
+mod replayed_hello;
 mod restarted_peer;
