@@ -252,8 +252,10 @@ async def test_handshakes_complete_during_a_flood_from_the_peer_address(
             )
             await asyncio.sleep(0.1 * attempt)
             await handshake_all(a, b)
-            await a.send(b"through the flood")
-            assert await recv_within(b) == b"through the flood"
+            # The session works both ways while the flood goes on. A datagram the flood crowds
+            # out of a socket buffer is ordinary UDP loss, so a lost ping is sent again.
+            rounds, _retries = await asyncio.wait_for(ping_pong(a, b, 3), STEP_TIMEOUT)
+            assert rounds >= 3
             assert b.peer_node_id == identity_a.node_id
             await flooding
         finally:
