@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from app_certs import LIBP2P_OID, pkcs8_pem, self_signed_pem
 from conftest import (
     ALLOWED_CIPHERS,
     STEP_TIMEOUT,
@@ -44,7 +45,6 @@ from node_ids import Scheme, dpc_node_id, expected_node_id, libp2p_public_key
 
 KEY_TYPES = ["p256", "ed25519", "rsa", "secp256k1"]
 SCHEMES: dict[str, Scheme] = {"sha256": "sha256", "libp2p": "libp2p", "callable": dpc_node_id}
-LIBP2P_OID = x509.ObjectIdentifier("1.3.6.1.4.1.53594.1.1")
 
 
 @dataclass(frozen=True)
@@ -308,32 +308,6 @@ async def test_a_wrong_node_key_is_refused(
     assert not isinstance(failure, PeerVerificationError)
 
 
-def forged_cert_pem(key: Any, cn: str, extension: bytes | None = None) -> str:
-    """A self-signed certificate of ``key`` with the given CN (and raw libp2p extension value)."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .serial_number(x509.random_serial_number())
-        .public_key(key.public_key())
-    )
-    if extension is not None:
-        builder = builder.add_extension(x509.UnrecognizedExtension(LIBP2P_OID, extension), critical=False)
-    algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM).decode()
-
-
-def pkcs8_pem(key: Any) -> str:
-    pem: bytes = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return pem.decode()
-
-
 async def test_a_dpc_certificate_whose_cn_copies_the_pinned_id_is_refused(
     dpc_nodes: tuple[DpcNode, DpcNode],
     tmp_path: Path,
@@ -362,7 +336,7 @@ async def test_a_p256_certificate_whose_cn_copies_the_pinned_id_is_refused(
     the wire, and the pin is still checked against the key."""
     me, victim = node("p256", 0, "sha256"), node("p256", 1, "sha256")
     key = ec.generate_private_key(ec.SECP256R1())
-    mallory = Identity.from_pem(forged_cert_pem(key, victim.node_id), pkcs8_pem(key))
+    mallory = Identity.from_pem(self_signed_pem(key, victim.node_id), pkcs8_pem(key))
     assert mallory.node_id != victim.node_id
     assert mallory.dtls_certificate_der == mallory.certificate_der
     a, m = pair_of(udp_pair, connection, me, mallory, pin_a=victim.node_id)
@@ -490,7 +464,7 @@ def forge(extension: Callable[[bytes], bytes]) -> Forged:
     cert_spki = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    pem = forged_cert_pem(key, "forged", extension(cert_spki))
+    pem = self_signed_pem(key, "forged", extension(cert_spki))
     return Forged(Identity.from_pem(pem, pkcs8_pem(key)), hashlib.sha256(cert_spki).hexdigest())
 
 

@@ -8,7 +8,6 @@ independently of the library."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import stat
 from collections.abc import Callable, Iterator
@@ -16,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from app_certs import LIBP2P_OID, pkcs8_pem, self_signed_pem
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from dtls_peer import Identity, node_id_from_certificate
@@ -30,7 +30,6 @@ KEY_TYPES = ["p256", "ed25519", "rsa", "secp256k1"]
 FAST_KEY_TYPES = ["p256", "ed25519", "secp256k1"]
 SCHEMES: list[Scheme] = ["sha256", "libp2p", dpc_node_id]
 SCHEME_IDS = ["sha256", "libp2p", "callable"]
-LIBP2P_OID = x509.ObjectIdentifier("1.3.6.1.4.1.53594.1.1")
 PKCS8 = "-----BEGIN PRIVATE KEY-----"
 
 
@@ -301,31 +300,6 @@ def test_node_id_from_certificate_refuses_the_libp2p_spec_invalid_vector() -> No
 # -- refused keys and arguments --------------------------------------------------------------
 
 
-def pkcs8(key: object) -> bytes:
-    pem: bytes = key.private_bytes(  # type: ignore[attr-defined]
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return pem
-
-
-def self_signed(key: object, name: str = "refused") -> bytes:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())  # type: ignore[attr-defined]
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-    )
-    algorithm = (
-        None if isinstance(key, (ed25519.Ed25519PrivateKey, ed448.Ed448PrivateKey)) else hashes.SHA256()
-    )
-    return builder.sign(key, algorithm).public_bytes(serialization.Encoding.PEM)  # type: ignore[arg-type]
-
-
 REFUSED_KEYS: dict[str, Callable[[], object]] = {
     "rsa-1024": lambda: rsa.generate_private_key(65537, 1024),
     "p384": lambda: ec.generate_private_key(ec.SECP384R1()),
@@ -345,11 +319,11 @@ def test_unsupported_keys_are_refused_at_load_time_naming_what_is_supported(
 ) -> None:
     key = refused_keys[name]
     key_file, cert_file = tmp_path / "node.key", tmp_path / "node.crt"
-    key_file.write_bytes(pkcs8(key))
-    cert_file.write_bytes(self_signed(key))
+    key_file.write_text(pkcs8_pem(key))
+    cert_file.write_text(self_signed_pem(key, "refused"))
     attempts: list[Callable[[], Identity]] = [
-        lambda: Identity.from_pem(None, pkcs8(key)),
-        lambda: Identity.from_pem(cert_file.read_text(), pkcs8(key)),
+        lambda: Identity.from_pem(None, pkcs8_pem(key)),
+        lambda: Identity.from_pem(cert_file.read_text(), pkcs8_pem(key)),
         lambda: Identity.load(None, key_file),
         lambda: Identity.load(cert_file, key_file, node_id_scheme="libp2p"),
     ]
