@@ -11,48 +11,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dtls_peer::{Config, Engine, Identity, KeyType, Libp2p, NodeIdScheme, Role, Sha256, State};
+#[path = "common/mod.rs"]
+mod common;
 
-/// Time spent inside each engine's calls during one handshake: (client, server).
-fn handshake(client_id: &Identity, server_id: &Identity) -> (Duration, Duration) {
-    let pin = |id: &Identity| Some(id.node_id().to_owned());
-    let mut client = Engine::new(Role::Client, client_id, pin(server_id), Config::default()).unwrap();
-    let mut server = Engine::new(Role::Server, server_id, pin(client_id), Config::default()).unwrap();
-    let (mut c, mut s) = (Duration::ZERO, Duration::ZERO);
-    let timed = |total: &mut Duration, f: &mut dyn FnMut()| {
-        let t = thread_cpu();
-        f();
-        *total += thread_cpu().saturating_sub(t);
-    };
-    let now = Instant::now();
-    timed(&mut s, &mut || server.start(now));
-    timed(&mut c, &mut || client.start(now));
-    for _ in 0..100 {
-        if client.state() == State::Established && server.state() == State::Established {
-            return (c, s);
-        }
-        let to_server: Vec<_> = std::iter::from_fn(|| client.poll_transmit()).collect();
-        let to_client: Vec<_> = std::iter::from_fn(|| server.poll_transmit()).collect();
-        for d in to_server {
-            timed(&mut s, &mut || server.handle_datagram(Instant::now(), &d));
-        }
-        for d in to_client {
-            timed(&mut c, &mut || client.handle_datagram(Instant::now(), &d));
-        }
-    }
-    panic!("no handshake: {:?} {:?}", client.state(), server.state());
-}
+use common::handshake;
+use dtls_peer::{Config, Identity, KeyType, Libp2p, NodeIdScheme, Sha256};
 
-/// CPU time this thread has used.
-#[allow(unsafe_code)]
-fn thread_cpu() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime only writes the timespec it is given, which lives on this stack.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(
-        u64::try_from(ts.tv_sec).unwrap_or(0),
-        u32::try_from(ts.tv_nsec).unwrap_or(0),
-    )
+/// Thread CPU inside each engine's calls during one handshake, engine creation excluded:
+/// (client, server).
+fn handshake_only(client_id: &Identity, server_id: &Identity) -> (Duration, Duration) {
+    let [client, server] = handshake(&[client_id.clone(), server_id.clone()], &Config::default());
+    (client.handshake, server.handshake)
 }
 
 fn p50(mut v: Vec<Duration>) -> f64 {
@@ -72,8 +41,8 @@ fn main() {
         for scheme in &schemes {
             let a = Identity::generate_with(key_type, scheme.clone()).unwrap();
             let b = Identity::generate_with(key_type, scheme.clone()).unwrap();
-            handshake(&a, &b); // builds and caches both contexts
-            let (client, server): (Vec<_>, Vec<_>) = (0..runs).map(|_| handshake(&a, &b)).unzip();
+            handshake_only(&a, &b); // builds and caches both contexts
+            let (client, server): (Vec<_>, Vec<_>) = (0..runs).map(|_| handshake_only(&a, &b)).unzip();
             println!(
                 "  {key_type:>9} {:>6}: client {:.3}  server {:.3}",
                 scheme.name(),
