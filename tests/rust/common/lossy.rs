@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use dtls_peer::{Config, Engine, Event, Identity, Role, State};
+use dtls_peer::{Config, Engine, Event, Identity, State};
 
 /// How the link's time passes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,20 +185,7 @@ impl Run {
 
 /// One handshake between `client_id` and `server_id` over `link`, with loss seeded by `seed`.
 pub fn handshake(seed: u64, link: &Link, client_id: &Identity, server_id: &Identity) -> Outcome {
-    let client = Engine::new(
-        Role::Client,
-        client_id,
-        Some(server_id.node_id().to_owned()),
-        link.config.clone(),
-    )
-    .unwrap();
-    let server = Engine::new(
-        Role::Server,
-        server_id,
-        Some(client_id.node_id().to_owned()),
-        link.config.clone(),
-    )
-    .unwrap();
+    let (client, server) = super::pinned_engines(client_id, server_id, link.config.clone(), link.config.clone());
     let mut run = Run {
         client,
         server,

@@ -51,6 +51,19 @@ pub struct Pair {
     script: Script,
 }
 
+/// A client and a server engine of these identities, each pinned to the other's node ID.
+pub fn pinned_engines(
+    client_id: &Identity,
+    server_id: &Identity,
+    client_config: Config,
+    server_config: Config,
+) -> (Engine, Engine) {
+    let pin = |id: &Identity| Some(id.node_id().to_owned());
+    let client = Engine::new(Role::Client, client_id, pin(server_id), client_config).unwrap();
+    let server = Engine::new(Role::Server, server_id, pin(client_id), server_config).unwrap();
+    (client, server)
+}
+
 impl Pair {
     /// Two engines pinned to each other with `config`.
     pub fn new(config: Config) -> Self {
@@ -71,20 +84,7 @@ impl Pair {
         client_config: Config,
         server_config: Config,
     ) -> Self {
-        let client = Engine::new(
-            Role::Client,
-            &client_id,
-            Some(server_id.node_id().to_owned()),
-            client_config,
-        )
-        .unwrap();
-        let server = Engine::new(
-            Role::Server,
-            &server_id,
-            Some(client_id.node_id().to_owned()),
-            server_config,
-        )
-        .unwrap();
+        let (client, server) = pinned_engines(&client_id, &server_id, client_config, server_config);
         Self::from_engines(client, server, client_id, server_id)
     }
 
@@ -198,6 +198,15 @@ impl Pair {
 
     pub fn both_connected(&self) -> bool {
         self.client_events.contains(&Event::Connected) && self.server_events.contains(&Event::Connected)
+    }
+
+    /// Sends `message` from the client, runs the link until it is empty, and returns every
+    /// message the server has received so far.
+    pub fn server_messages_after_sending(&mut self, message: &[u8]) -> Vec<Vec<u8>> {
+        self.client.send(message).unwrap();
+        self.collect();
+        self.flush();
+        Self::messages(&self.server_events)
     }
 
     /// Messages delivered so far to one side.
