@@ -54,6 +54,42 @@ pub(super) fn is_epoch_zero(datagram: &[u8]) -> bool {
     datagram.len() >= RECORD_HEADER && datagram[3..5] == [0, 0]
 }
 
+/// One record header in a datagram, as [`records`] finds it.
+struct Record<'a> {
+    /// Offset of the header in the datagram.
+    at: usize,
+    header: &'a [u8],
+    /// The body length the header declares (it may run past the datagram's end).
+    length: usize,
+}
+
+impl Record<'_> {
+    fn is_epoch_zero(&self) -> bool {
+        self.header[3..5] == [0, 0]
+    }
+
+    /// Where the record's body ends, by its header (past the datagram if truncated).
+    fn end(&self) -> usize {
+        self.at + RECORD_HEADER + self.length
+    }
+}
+
+/// The records of `datagram` in order, as far as whole 13-byte headers go: the one walk over
+/// record headers that the checks below share.
+fn records(datagram: &[u8]) -> impl Iterator<Item = Record<'_>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let header = datagram.get(at..at + RECORD_HEADER)?;
+        let record = Record {
+            at,
+            header,
+            length: usize::from(u16::from_be_bytes([header[11], header[12]])),
+        };
+        at = record.end();
+        Some(record)
+    })
+}
+
 /// Gives every epoch-0 record in `datagram` the next number from `next`.
 ///
 /// Epoch-0 records carry no MAC, so a corrupted sequence number is accepted as it is and moves
@@ -63,14 +99,11 @@ pub(super) fn is_epoch_zero(datagram: &[u8]) -> bool {
 /// relies on these sequence numbers; numbering them locally keeps the window sane. Later
 /// epochs are authenticated (the sequence number is part of the AEAD input) and left alone.
 pub(super) fn renumber_epoch_zero(datagram: &mut [u8], next: &mut u64) {
-    let mut at = 0;
-    while let Some(header) = datagram.get(at..at + RECORD_HEADER) {
-        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
-        if header[3..5] == [0, 0] {
-            datagram[at + 5..at + 11].copy_from_slice(&next.to_be_bytes()[2..]);
-            *next += 1;
-        }
-        at += RECORD_HEADER + length;
+    // Offsets first: the walk borrows the datagram that the numbering then writes.
+    let epoch_zero: Vec<usize> = records(datagram).filter(Record::is_epoch_zero).map(|r| r.at).collect();
+    for at in epoch_zero {
+        datagram[at + 5..at + 11].copy_from_slice(&next.to_be_bytes()[2..]);
+        *next += 1;
     }
 }
 
@@ -80,19 +113,18 @@ pub(super) fn renumber_epoch_zero(datagram: &mut [u8], next: &mut u64) {
 pub(super) fn repeat_key(datagram: &[u8]) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    let mut at = 0;
-    while let Some(header) = datagram.get(at..at + RECORD_HEADER) {
-        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
-        let end = (at + RECORD_HEADER + length).min(datagram.len());
-        if header[3..5] == [0, 0] {
-            header[..5].hash(&mut hasher);
-            datagram[at + 11..end].hash(&mut hasher);
+    let mut covered = 0;
+    for record in records(datagram) {
+        let end = record.end().min(datagram.len());
+        if record.is_epoch_zero() {
+            record.header[..5].hash(&mut hasher);
+            datagram[record.at + 11..end].hash(&mut hasher);
         } else {
-            datagram[at..end].hash(&mut hasher);
+            datagram[record.at..end].hash(&mut hasher);
         }
-        at = end;
+        covered = end;
     }
-    datagram[at..].hash(&mut hasher);
+    datagram[covered..].hash(&mut hasher);
     hasher.finish()
 }
 
@@ -104,25 +136,16 @@ pub(super) fn repeat_key(datagram: &[u8]) -> u64 {
 pub(super) fn has_impossible_epoch_zero_record(datagram: &[u8]) -> bool {
     const CHANGE_CIPHER_SPEC: u8 = 20;
     const APPLICATION_DATA: u8 = 23;
-    let mut at = 0;
-    while let Some(header) = datagram.get(at..at + RECORD_HEADER) {
-        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
-        let body = datagram.get(at + RECORD_HEADER..at + RECORD_HEADER + length);
-        if header[3..5] == [0, 0] {
-            let impossible = match (header[0], body) {
-                (CHANGE_CIPHER_SPEC, Some(body)) => body != [1],
-                (ALERT, _) => length != 2,
-                (HANDSHAKE, _) => length < 12,
-                (APPLICATION_DATA, _) => true,
-                _ => false,
-            };
-            if impossible {
-                return true;
-            }
+    records(datagram).filter(Record::is_epoch_zero).any(|record| {
+        let body = datagram.get(record.at + RECORD_HEADER..record.end());
+        match (record.header[0], body) {
+            (CHANGE_CIPHER_SPEC, Some(body)) => body != [1],
+            (ALERT, _) => record.length != 2,
+            (HANDSHAKE, _) => record.length < 12,
+            (APPLICATION_DATA, _) => true,
+            _ => false,
         }
-        at += RECORD_HEADER + length;
-    }
-    false
+    })
 }
 
 /// Whether a datagram holds an encrypted record (epoch > 0) too short to carry the AEAD's
@@ -130,15 +153,7 @@ pub(super) fn has_impossible_epoch_zero_record(datagram: &[u8]) -> bool {
 /// it fails the session with an internal_error alert, so one forged datagram from anyone who
 /// can spoof the peer's address would end an established session.
 pub(super) fn has_short_encrypted_record(datagram: &[u8], min_len: usize) -> bool {
-    let mut at = 0;
-    while let Some(header) = datagram.get(at..at + RECORD_HEADER) {
-        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
-        if header[3..5] != [0, 0] && length < min_len {
-            return true;
-        }
-        at += RECORD_HEADER + length;
-    }
-    false
+    records(datagram).any(|record| !record.is_epoch_zero() && record.length < min_len)
 }
 
 #[cfg(test)]
