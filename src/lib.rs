@@ -3,6 +3,8 @@
 //! - [`engine`]: a sans-IO DTLS engine. Feed it datagrams and the current time; after every
 //!   call drain `poll_transmit` (datagrams to send) and `poll_event` (connected, messages,
 //!   failures), then sleep until `poll_timeout` and call `handle_timeout`.
+//! - [`endpoint`]: a sans-IO endpoint: many peers on one socket, with cookies, bounds and
+//!   the application's own datagrams.
 //! - [`alert`]: the TLS alerts sent and recognised, and what each means to the engine.
 //! - [`driver`]: runs an engine over a real UDP socket on tokio.
 //! - [`identity`]: node identities (P-256, Ed25519, RSA or secp256k1 node keys) and their
@@ -14,6 +16,7 @@
 pub mod alert;
 pub mod config;
 pub mod driver;
+pub mod endpoint;
 pub mod engine;
 pub mod identity;
 mod policy;

@@ -26,6 +26,7 @@ use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 
 pub use liveness::{is_keepalive, EXPORTER_LABEL, KEEPALIVE_LEN};
 pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
+pub(crate) use records::starts_with_client_hello;
 
 use crate::alert::{self, OpenSslReason};
 use crate::config::{Config, ConfigError, Role};
