@@ -247,7 +247,9 @@ impl Endpoint {
             return;
         }
         let known = self.by_address.get(&from).copied();
-        if !looks_like_dtls(datagram) && !(known.is_some() && is_keepalive(datagram)) {
+        // Our keepalives are STUN-shaped; from a peer's address they are the engine's.
+        let ours = looks_like_dtls(datagram) || (known.is_some() && is_keepalive(datagram));
+        if !ours {
             return self.take_app_datagram(from, datagram);
         }
         match known {
