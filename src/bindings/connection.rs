@@ -1,9 +1,8 @@
 //! The native side of `DTLSPeerConnection`: argument conversion around `driver::Connection`.
 //! Every method returns at once; the Python class turns "not yet" into awaiting the waker.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -11,8 +10,9 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::errors::{config_error, ended, send_error, DTLSError};
 use super::identity::Identity;
+use super::options::{ip_literal, nested_dict, peer_config};
 use super::waker::Waker;
-use crate::config::{Config, Role};
+use crate::config::Role;
 use crate::driver::{self, Progress, Received, Sent, StatValue};
 use crate::engine::{Engine, SendError};
 
@@ -25,13 +25,6 @@ pub(crate) struct Connection {
     /// The identity's node-ID scheme is Python code, which the handshake calls holding this
     /// connection's lock: every method then releases the GIL before locking (see `unlocked`).
     runs_python: bool,
-}
-
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive number of seconds, got {value}")))
 }
 
 fn not_established() -> PyErr {
@@ -63,36 +56,21 @@ impl Connection {
     ) -> PyResult<Self> {
         // Owned from here on: closed exactly once, on every error path too.
         let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let ip: IpAddr = host
-            .parse()
-            .map_err(|_| PyValueError::new_err(format!("remote host must be an IP address literal, got {host:?}")))?;
+        let ip = ip_literal(host)?;
         let scheme = identity.inner.scheme();
         let expected = expected_node_id
             .map(|id| scheme.parse(id))
             .transpose()
             .map_err(PyValueError::new_err)?;
-        let role = match role {
-            "client" => Role::Client,
-            "server" => Role::Server,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "role must be 'client' or 'server', got {other:?}"
-                )))
-            }
-        };
-        let initial_retransmit_timeout = seconds("initial_retransmit_timeout", initial_retransmit_timeout)?;
-        let config = Config {
+        let role = super::options::role(role)?;
+        let config = peer_config(
             mtu,
-            handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
+            handshake_timeout,
             initial_retransmit_timeout,
-            // The cap is not exposed; it never undercuts a longer initial timeout.
-            max_retransmit_timeout: Config::default().max_retransmit_timeout.max(initial_retransmit_timeout),
-            ciphers: ciphers.unwrap_or_else(|| crate::config::DEFAULT_CIPHERS.to_owned()),
-            keepalive_interval: keepalive_interval
-                .map(|s| seconds("keepalive_interval", s))
-                .transpose()?,
-            idle_timeout: idle_timeout.map(|s| seconds("idle_timeout", s)).transpose()?,
-        };
+            ciphers,
+            keepalive_interval,
+            idle_timeout,
+        )?;
         let engine = Engine::new(role, &identity.inner, expected, config).map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let inner = driver::Connection::spawn(socket, SocketAddr::new(ip, port), engine, receive_queue_size)
@@ -260,25 +238,15 @@ impl Connection {
     /// Counters as a dict (see the README for each key).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let stats = self.unlocked(py, driver::Connection::stats);
-        let d = PyDict::new(py);
+        let mut fields = Vec::new();
         for field in stats.fields() {
             let value = match field.value {
                 StatValue::Count(n) => n.into_pyobject(py)?.into_any(),
                 StatValue::Seconds(t) => t.map(|t| t.as_secs_f64()).into_pyobject(py)?,
             };
-            match field.key.split_once('.') {
-                None => d.set_item(field.key, value)?,
-                Some((group, key)) => match d.get_item(group)? {
-                    Some(nested) => nested.set_item(key, value)?,
-                    None => {
-                        let nested = PyDict::new(py);
-                        nested.set_item(key, value)?;
-                        d.set_item(group, nested)?;
-                    }
-                },
-            }
+            fields.push((field.key, value));
         }
-        Ok(d)
+        nested_dict(py, fields)
     }
 }
 

@@ -3,6 +3,7 @@
 mod connection;
 mod errors;
 mod identity;
+mod options;
 mod waker;
 
 use pyo3::prelude::*;
