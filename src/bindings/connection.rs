@@ -1,5 +1,6 @@
-//! The native side of `DTLSPeerConnection`: argument conversion around `driver::Connection`.
-//! Every method returns at once; the Python class turns "not yet" into awaiting the waker.
+//! The native side of `DTLSPeerConnection`: argument conversion around a `driver::Link`, a
+//! standalone `driver::Connection` or one peer of an endpoint. Every method returns at once;
+//! the Python class turns "not yet" into awaiting the waker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,17 +14,18 @@ use super::identity::Identity;
 use super::options::{ip_literal, nested_dict, peer_config};
 use super::waker::Waker;
 use crate::config::Role;
-use crate::driver::{self, Progress, Received, Sent, StatValue};
+use crate::driver::{self, Link, Progress, Received, Sent, StatValue};
 use crate::engine::{Engine, SendError};
 
 /// One DTLS connection driven on the I/O thread.
 #[pyclass(frozen, module = "dtls_peer._native")]
 pub(crate) struct Connection {
     /// Always `Some` until dropped (see `Drop`).
-    inner: Option<driver::Connection>,
+    inner: Option<Box<dyn Link>>,
     role: Role,
-    /// The identity's node-ID scheme is Python code, which the handshake calls holding this
-    /// connection's lock: every method then releases the GIL before locking (see `unlocked`).
+    /// The identity's node-ID scheme (or an endpoint's allow policy) is Python code, which
+    /// the handshake calls holding this connection's lock: every method then releases the
+    /// GIL before locking (see `unlocked`).
     runs_python: bool,
 }
 
@@ -76,7 +78,7 @@ impl Connection {
         let inner = driver::Connection::spawn(socket, SocketAddr::new(ip, port), engine, receive_queue_size)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Self {
-            inner: Some(inner),
+            inner: Some(Box::new(inner)),
             role,
             runs_python: identity.runs_python(),
         })
@@ -96,7 +98,7 @@ impl Connection {
 
     /// True once established, False while pending; raises the failure otherwise.
     fn handshake_done(&self, py: Python<'_>) -> PyResult<bool> {
-        match self.unlocked(py, driver::Connection::progress) {
+        match self.unlocked(py, |c| c.progress()) {
             Progress::Pending => Ok(false),
             Progress::Established => Ok(true),
             ended_progress => Err(ended(&ended_progress)),
@@ -115,7 +117,7 @@ impl Connection {
     /// Stops the I/O thread reading the socket; returns the descriptor the event loop must
     /// watch (calling `receive_now` when readable), or None once closed.
     fn take_over_reads(&self, py: Python<'_>) -> Option<i32> {
-        self.unlocked(py, driver::Connection::take_over_reads)
+        self.unlocked(py, |c| c.take_over_reads())
     }
 
     /// Reads and decrypts what the socket holds, with the GIL released; true if anything
@@ -151,7 +153,7 @@ impl Connection {
 
     /// The next message, or None if none is queued; raises once no message can come.
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        match self.unlocked(py, driver::Connection::try_recv) {
+        match self.unlocked(py, |c| c.try_recv()) {
             Received::Message(m) => Ok(Some(PyBytes::new(py, &m))),
             Received::NotEstablished => Err(not_established()),
             Received::Empty => Ok(None),
@@ -166,30 +168,34 @@ impl Connection {
     /// The peer's node ID under the local identity's scheme, once verified.
     #[getter]
     fn peer_node_id(&self, py: Python<'_>) -> Option<String> {
-        self.with_engine(py, |e| e.peer_node_id().map(str::to_owned))
+        self.with_engine(py, |e| e.peer_node_id().map(str::to_owned)).flatten()
     }
 
     /// DER SubjectPublicKeyInfo of the peer's node key, once verified.
     #[getter]
     fn peer_public_key<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        let der = self.with_engine(py, |e| e.peer_public_key().map(<[u8]>::to_vec))?;
+        let der = self
+            .with_engine(py, |e| e.peer_public_key().map(<[u8]>::to_vec))
+            .flatten()?;
         Some(PyBytes::new(py, &der))
     }
 
     #[getter]
     fn peer_certificate<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        let der = self.with_engine(py, |e| e.peer_certificate().map(<[u8]>::to_vec))?;
+        let der = self
+            .with_engine(py, |e| e.peer_certificate().map(<[u8]>::to_vec))
+            .flatten()?;
         Some(PyBytes::new(py, &der))
     }
 
     #[getter]
     fn cipher(&self, py: Python<'_>) -> Option<&'static str> {
-        self.with_engine(py, Engine::cipher)
+        self.with_engine(py, Engine::cipher).flatten()
     }
 
     #[getter]
     fn protocol_version(&self, py: Python<'_>) -> Option<&'static str> {
-        self.with_engine(py, Engine::protocol_version)
+        self.with_engine(py, Engine::protocol_version).flatten()
     }
 
     #[getter]
@@ -211,19 +217,19 @@ impl Connection {
 
     #[getter]
     fn max_message_size(&self, py: Python<'_>) -> usize {
-        self.with_engine(py, Engine::max_message_size)
+        self.with_engine(py, Engine::max_message_size).unwrap_or_default()
     }
 
     /// "new", "handshaking", "established", "closed" or "failed".
     #[getter]
     fn state(&self, py: Python<'_>) -> &'static str {
-        self.unlocked(py, driver::Connection::phase).as_str()
+        self.unlocked(py, |c| c.phase()).as_str()
     }
 
     /// Why the handshake failed or the session ended, once it has.
     #[getter]
     fn end_reason(&self, py: Python<'_>) -> Option<String> {
-        match self.unlocked(py, driver::Connection::progress) {
+        match self.unlocked(py, |c| c.progress()) {
             Progress::Pending | Progress::Established => None,
             Progress::Failed(failure) => Some(failure.to_string()),
             Progress::Closed(reason) => Some(reason.to_string()),
@@ -232,12 +238,12 @@ impl Connection {
 
     #[getter]
     fn is_established(&self, py: Python<'_>) -> bool {
-        self.unlocked(py, driver::Connection::progress) == Progress::Established
+        self.unlocked(py, |c| c.progress()) == Progress::Established
     }
 
     /// Counters as a dict (see the README for each key).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.unlocked(py, driver::Connection::stats);
+        let stats = self.unlocked(py, |c| c.stats());
         let mut fields = Vec::new();
         for field in stats.fields() {
             let value = match field.value {
@@ -251,8 +257,18 @@ impl Connection {
 }
 
 impl Connection {
-    fn conn(&self) -> &driver::Connection {
-        self.inner.as_ref().expect("taken only by Drop")
+    /// One peer of an endpoint. Its endpoint may run Python (an allow policy, a node-ID
+    /// scheme) under the lock, so the GIL is always released first.
+    pub(super) fn from_link(link: Box<dyn Link>, role: Role) -> Self {
+        Self {
+            inner: Some(link),
+            role,
+            runs_python: true,
+        }
+    }
+
+    fn conn(&self) -> &dyn Link {
+        self.inner.as_deref().expect("taken only by Drop")
     }
 
     /// Runs `f`, which locks the connection, with the GIL released when the node-ID scheme is
@@ -260,7 +276,7 @@ impl Connection {
     /// scheme, so holding the GIL while waiting for the lock would deadlock. Without such a
     /// scheme no Python runs under the lock, and the GIL is kept (releasing it costs a
     /// hand-over when other Python threads run).
-    fn unlocked<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&driver::Connection) -> R + Send) -> R {
+    fn unlocked<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&dyn Link) -> R + Send) -> R {
         let conn = self.conn();
         if self.runs_python {
             py.detach(|| f(conn))
@@ -269,14 +285,23 @@ impl Connection {
         }
     }
 
-    fn with_engine<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&Engine) -> R + Send) -> R {
-        self.unlocked(py, |c| c.with_engine(f))
+    /// Runs `f` on the engine under the lock; None once an endpoint let go of it.
+    fn with_engine<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&Engine) -> R + Send) -> Option<R> {
+        self.unlocked(py, |c| {
+            let (mut f, mut out) = (Some(f), None);
+            c.inspect(&mut |engine| {
+                if let (Some(engine), Some(f)) = (engine, f.take()) {
+                    out = Some(f(engine));
+                }
+            });
+            out
+        })
     }
 
     /// The exception for a refused send: once the handshake failed or the session ended, the
     /// same one (and message) `recv()` gives, rather than a bare "closed".
     fn refused(&self, py: Python<'_>, e: SendError) -> PyErr {
-        match (e, self.unlocked(py, driver::Connection::progress)) {
+        match (e, self.unlocked(py, |c| c.progress())) {
             (SendError::Closed, ended_progress @ (Progress::Failed(_) | Progress::Closed(_))) => ended(&ended_progress),
             (e, _) => send_error(e),
         }
