@@ -43,7 +43,7 @@ def _allow_policy(allow: object, identity: _native.Identity) -> frozenset[str] |
             ids.append(item.lower() if identity.node_id_scheme == "sha256" else item)
         return frozenset(ids)
     if callable(allow):
-        return allow  # type: ignore[no-any-return]
+        return allow
     raise TypeError(
         "allow must be a set, frozenset, list or tuple of node IDs, a callable(node_id) -> bool, "
         f"or None (any verified peer), not {type(allow).__name__}"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 import pytest
-from conftest import LOOPBACK, UdpSocketFactory, address, wait_until
+from conftest import UdpSocketFactory, address, wait_until
 from dtls_peer import (
     ConnectionClosed,
     DTLSEndpoint,
@@ -30,8 +30,8 @@ class EndpointFactory(Protocol):
     def __call__(self, sock: socket.socket, identity: Identity, **options: Any) -> DTLSEndpoint: ...
 
 
-@pytest.fixture
-def endpoint() -> Iterator[EndpointFactory]:
+@pytest.fixture(name="endpoint")
+def make_endpoint() -> Iterator[EndpointFactory]:
     """Creates DTLSEndpoints (allow=None unless given) and closes every one after the test."""
     created: list[DTLSEndpoint] = []
 
@@ -82,7 +82,11 @@ async def test_one_endpoint_accepts_a_hundred_peers_and_carries_their_messages_b
     ep = endpoint(udp_socket(family), identity_a, allow={identity_b.node_id})
     clients = [
         DTLSPeerConnection(
-            udp_socket(family), ep.local_address, identity_b, expected_node_id=identity_a.node_id, role="client"
+            udp_socket(family),
+            ep.local_address,
+            identity_b,
+            expected_node_id=identity_a.node_id,
+            role="client",
         )
         for _ in range(peers)
     ]
@@ -96,8 +100,8 @@ async def test_one_endpoint_accepts_a_hundred_peers_and_carries_their_messages_b
             accepted.append(conn)
         return accepted
 
-    accepted, *_ = await asyncio.wait_for(
-        asyncio.gather(accept_all(), *(c.handshake() for c in clients)), MANY_TIMEOUT
+    accepted, _ = await asyncio.wait_for(
+        asyncio.gather(accept_all(), asyncio.gather(*(c.handshake() for c in clients))), MANY_TIMEOUT
     )
     assert ep.connections == peers
     by_address = {conn.remote_address: conn for conn in accepted}
@@ -136,14 +140,18 @@ async def test_an_endpoint_dials_several_servers_from_one_socket(
         for ident in server_ids
     ]
     closing.extend(servers)
-    dialled = await asyncio.wait_for(
+    conns, _ = await asyncio.wait_for(
         asyncio.gather(
-            *(ep.connect(s.local_address, expected_node_id=i.node_id) for s, i in zip(servers, server_ids)),
-            *(s.handshake() for s in servers),
+            asyncio.gather(
+                *(
+                    ep.connect(s.local_address, expected_node_id=i.node_id)
+                    for s, i in zip(servers, server_ids)
+                )
+            ),
+            asyncio.gather(*(s.handshake() for s in servers)),
         ),
         MANY_TIMEOUT,
     )
-    conns: list[DTLSPeerConnection] = list(dialled[: len(servers)])
     closing.extend(conns)
     for i, (conn, server, ident) in enumerate(zip(conns, servers, server_ids)):
         assert conn.peer_node_id == ident.node_id
