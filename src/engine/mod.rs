@@ -154,9 +154,20 @@ impl Engine {
         expected_node_id: Pin,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        let (stream, pin, timer) = Self::attempt_session(&context, role, &config, &expected_node_id)
+        let session = Self::attempt_session(&context, role, &config, &expected_node_id)
             .map_err(|e| ConfigError::OpenSsl(e.to_string()))?;
-        Ok(Self {
+        Ok(Self::from_session(context, role, expected_node_id, config, session))
+    }
+
+    /// An engine whose first attempt runs on `session` (made by `attempt_session`).
+    fn from_session(
+        context: SslContext,
+        role: Role,
+        expected_node_id: Pin,
+        config: Config,
+        (stream, pin, timer): Session,
+    ) -> Self {
+        Self {
             stream,
             role,
             config,
@@ -192,7 +203,7 @@ impl Engine {
             peer_certificate: None,
             stats: Stats::default(),
             liveness: Liveness::default(),
-        })
+        }
     }
 
     /// A fresh OpenSSL session for one handshake attempt, with its own pin verdict and timer.
