@@ -5,6 +5,7 @@
 //!   failures), then sleep until `poll_timeout` and call `handle_timeout`.
 //! - [`alert`]: the TLS alerts sent and recognised, and what each means to the engine.
 //! - [`driver`]: runs an engine over a real UDP socket on tokio.
+//! - [`endpoint`]: many peers on one socket; stateless cookies for the peers it accepts.
 //! - [`identity`]: node identities (P-256, Ed25519, RSA or secp256k1 node keys) and their
 //!   certificates.
 //! - [`trust`]: the peer's node key and node ID (SHA-256, libp2p or the application's
@@ -14,6 +15,7 @@
 pub mod alert;
 pub mod config;
 pub mod driver;
+pub mod endpoint;
 pub mod engine;
 pub mod identity;
 mod policy;

@@ -10,6 +10,7 @@
 //! OpenSSL's own wall-clock timer held out of the way (`timer`).
 
 mod flight;
+mod listened;
 mod liveness;
 mod output;
 mod pipe;
@@ -24,6 +25,7 @@ use std::time::Instant;
 
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 
+pub(crate) use listened::{generate_cookie, verify_cookie, Cookies, Listening, LISTEN_COOKIE_LEN};
 pub use liveness::{is_keepalive, EXPORTER_LABEL, KEEPALIVE_LEN};
 pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
 
