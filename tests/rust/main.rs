@@ -1,6 +1,7 @@
 //! Engine tests: two engines (or an engine and a raw OpenSSL peer) over in-memory links.
 #![allow(unreachable_pub)]
 mod common;
+mod cookie;
 mod corruption;
 mod driver;
 mod faults;
