@@ -79,3 +79,9 @@ impl Listener {
         outcome.unwrap_or(Hello::Ignored)
     }
 }
+
+// The endpoint moves its listener into the task that owns the socket.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Listener>();
+};
