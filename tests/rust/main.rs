@@ -3,6 +3,7 @@
 mod common;
 mod corruption;
 mod driver;
+mod endpoint;
 mod faults;
 mod garbage;
 mod handshake;
