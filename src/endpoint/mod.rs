@@ -160,6 +160,9 @@ impl std::fmt::Display for DatagramError {
 
 impl std::error::Error for DatagramError {}
 
+/// Established connections a datagram from an unknown address is tried on (`migrate`).
+const MIGRATION_CANDIDATES: usize = 16;
+
 /// Largest UDP payload (IPv4).
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
@@ -172,6 +175,8 @@ struct Slot {
     known: bool,
     /// Still in the address table (not yet ended and drained).
     routed: bool,
+    /// When a datagram last came from its address (migration tries the quietest first).
+    last_input: Instant,
 }
 
 /// Many DTLS peers on one socket.
@@ -235,7 +240,7 @@ impl Endpoint {
         let mut engine = Engine::new(role, &self.identity, expected_node_id, self.config.peer.clone())
             .map_err(ConnectError::Config)?;
         engine.start(now);
-        let id = self.insert(engine, remote, true);
+        let id = self.insert(now, engine, remote, true);
         self.collect(id);
         Ok(id)
     }
@@ -247,17 +252,22 @@ impl Endpoint {
             return;
         }
         let known = self.by_address.get(&from).copied();
-        // Our keepalives are STUN-shaped; from a peer's address they are the engine's.
-        let ours = looks_like_dtls(datagram) || (known.is_some() && is_keepalive(datagram));
-        if !ours {
+        // Our keepalives are STUN-shaped; from a peer's address (or, when peers may move, from
+        // anywhere) they are the engine's.
+        let keepalive = (known.is_some() || self.config.allow_migration) && is_keepalive(datagram);
+        if !looks_like_dtls(datagram) && !keepalive {
             return self.take_app_datagram(from, datagram);
         }
         match known {
             Some(id) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.last_input = now;
                     slot.engine.handle_datagram(now, datagram);
                 }
                 self.collect(id);
+            }
+            None if self.config.allow_migration && !crate::engine::starts_with_client_hello(datagram) => {
+                self.migrate(now, from, datagram);
             }
             None => self.incoming(now, from, datagram),
         }
@@ -395,7 +405,7 @@ impl Endpoint {
         self.by_address.len()
     }
 
-    fn insert(&mut self, engine: Engine, remote: SocketAddr, known: bool) -> ConnectionId {
+    fn insert(&mut self, now: Instant, engine: Engine, remote: SocketAddr, known: bool) -> ConnectionId {
         let id = ConnectionId(self.next_id);
         self.next_id += 1;
         self.by_address.insert(remote, id);
@@ -406,6 +416,7 @@ impl Endpoint {
                 remote,
                 known,
                 routed: true,
+                last_input: now,
             },
         );
         id
@@ -433,8 +444,39 @@ impl Endpoint {
         engine.handle_datagram(now, datagram);
         self.pending += 1;
         self.stats.handshakes_started += 1;
-        let id = self.insert(engine, from, false);
+        let id = self.insert(now, engine, from, false);
         self.collect(id);
+    }
+
+    /// A datagram from an unknown address while peers may move (NAT rebinding): the
+    /// established connection under whose keys it authenticates moves to `from`. Trial
+    /// decryption costs one AEAD check per candidate, so at most `MIGRATION_CANDIDATES` are
+    /// tried, those that have been quiet longest (a peer whose mapping changed has gone quiet
+    /// at its old address). A datagram that proves no one's is dropped and counted.
+    fn migrate(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let mut candidates: Vec<(Instant, ConnectionId)> = (self.slots.iter())
+            .filter(|(_, slot)| slot.routed && slot.known && slot.engine.state() == State::Established)
+            .map(|(id, slot)| (slot.last_input, *id))
+            .collect();
+        let n = candidates.len().min(MIGRATION_CANDIDATES);
+        if n < candidates.len() {
+            candidates.select_nth_unstable(n);
+        }
+        candidates.truncate(n);
+        candidates.sort_unstable();
+        for (_, id) in candidates {
+            let Some(slot) = self.slots.get_mut(&id) else { continue };
+            if slot.engine.try_from_new_address(now, datagram) {
+                let old = std::mem::replace(&mut slot.remote, from);
+                slot.last_input = now;
+                self.by_address.remove(&old);
+                self.by_address.insert(from, id);
+                self.stats.migrations += 1;
+                self.collect(id);
+                return;
+            }
+        }
+        self.stats.dropped_unknown_source += 1;
     }
 
     /// A datagram that is not DTLS: the application's.

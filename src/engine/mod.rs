@@ -11,6 +11,7 @@
 
 mod flight;
 mod liveness;
+mod migration;
 mod output;
 mod pipe;
 mod records;

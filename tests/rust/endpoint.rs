@@ -428,3 +428,76 @@ fn a_restarted_peer_on_the_same_address_takes_over_its_connection() {
     assert_eq!(client_messages(&net.clients[0].2), vec![b"welcome back".to_vec()]);
     assert_eq!(net.endpoint.stats().connections, 1);
 }
+
+/// An established peer whose NAT mapping changes: its next datagram comes from a new port.
+fn rebind(allow_migration: bool) -> (Net, ConnectionId, SocketAddr) {
+    let config = EndpointConfig {
+        allow_migration,
+        ..EndpointConfig::default()
+    };
+    let mut net = Net::new(config);
+    let id = Identity::generate().unwrap();
+    for _ in 0..3 {
+        net.add_client(&id);
+    }
+    assert!(net.run_until(Duration::from_secs(5), Net::all_clients_connected));
+    let old = net.clients[1].0;
+    let conn = net.incoming_id(old).unwrap();
+    let new = SocketAddr::from(([127, 0, 9, 9], 40_000));
+    net.clients[1].0 = new;
+    net.clients[1].1.send(b"from my new port").unwrap();
+    net.deliver();
+    (net, conn, new)
+}
+
+#[test]
+fn with_migration_allowed_an_authenticated_record_from_a_new_address_moves_the_peer() {
+    let (mut net, conn, new) = rebind(true);
+    assert_eq!(net.messages_for(conn), vec![b"from my new port".to_vec()]);
+    assert_eq!(net.endpoint.remote(conn), Some(new));
+    net.endpoint.send(conn, b"found you").unwrap();
+    net.deliver();
+    assert_eq!(client_messages(&net.clients[1].2), vec![b"found you".to_vec()]);
+    let stats = net.endpoint.stats();
+    assert_eq!((stats.migrations, stats.connections), (1, 3));
+    // The other peers are where they were, untouched by the trial decryptions.
+    for i in [0, 2] {
+        let id = net.incoming_id(net.clients[i].0).unwrap();
+        assert_eq!(net.endpoint.connection(id).unwrap().stats().dropped_invalid, 0);
+        net.clients[i].1.send(b"still here").unwrap();
+        net.deliver();
+        assert_eq!(net.messages_for(id), vec![b"still here".to_vec()]);
+    }
+}
+
+#[test]
+fn without_migration_a_record_from_a_new_address_is_dropped() {
+    let (net, conn, _) = rebind(false);
+    assert!(net.messages_for(conn).is_empty());
+    assert_eq!(net.endpoint.remote(conn), Some(client_address(1)));
+    let stats = net.endpoint.stats();
+    assert_eq!((stats.migrations, stats.dropped_unknown_source), (0, 1));
+}
+
+#[test]
+fn a_forged_record_from_a_new_address_moves_no_one() {
+    let config = EndpointConfig {
+        allow_migration: true,
+        ..EndpointConfig::default()
+    };
+    let mut net = Net::new(config);
+    net.add_client(&Identity::generate().unwrap());
+    assert!(net.run_until(Duration::from_secs(5), Net::all_clients_connected));
+    let address = net.clients[0].0;
+    let conn = net.incoming_id(address).unwrap();
+    // An application-data record in epoch 1 with a body that authenticates under no key.
+    let mut record = vec![23, 254, 253, 0, 1, 0, 0, 0, 0, 0, 9, 0, 40];
+    record.extend([7u8; 40]);
+    net.endpoint
+        .handle(net.now, SocketAddr::from(([127, 0, 6, 6], 5000)), &record);
+    assert_eq!(net.endpoint.remote(conn), Some(address));
+    let stats = net.endpoint.stats();
+    assert_eq!((stats.migrations, stats.dropped_unknown_source), (0, 1));
+    // The trial left no trace on the session's counters.
+    assert_eq!(net.endpoint.connection(conn).unwrap().stats().dropped_invalid, 0);
+}
