@@ -5,7 +5,7 @@
 //!
 //! Beyond "no panic", it checks what a user relies on: the tables never exceed their bounds,
 //! no connection is announced for anyone but the genuine client, and the genuine client
-//! still connects and is heard when no injected datagram used its address.
+//! still connects and is heard when no injected datagram used its address (with cookies on).
 #![no_main]
 
 use std::net::SocketAddr;
@@ -154,7 +154,9 @@ fuzz_target!(|data: &[u8]| {
         c.handle_timeout(now);
     }
     check_announced(&events, &ep, fx);
-    if genuine_address_used {
+    // Without cookies, injected ClientHellos may hold every pending slot until they time out:
+    // the cost of that opt-out, not a fault.
+    if genuine_address_used || !ep.config().require_cookie {
         return;
     }
     assert_eq!(c.state(), State::Established, "the genuine client did not connect");
