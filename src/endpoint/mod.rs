@@ -15,7 +15,7 @@
 
 mod stats;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -177,6 +177,8 @@ struct Slot {
     routed: bool,
     /// When a datagram last came from its address (migration tries the quietest first).
     last_input: Instant,
+    /// The engine's `poll_timeout` as last filed in `Endpoint::timers`.
+    deadline: Option<Instant>,
 }
 
 /// Many DTLS peers on one socket.
@@ -186,6 +188,9 @@ pub struct Endpoint {
     config: EndpointConfig,
     slots: HashMap<ConnectionId, Slot>,
     by_address: HashMap<SocketAddr, ConnectionId>,
+    /// Every connection's next deadline, earliest first: with thousands of peers, finding
+    /// what is due must not visit them all.
+    timers: BTreeSet<(Instant, ConnectionId)>,
     next_id: u64,
     /// Incoming connections still handshaking.
     pending: usize,
@@ -207,6 +212,7 @@ impl Endpoint {
             config,
             slots: HashMap::new(),
             by_address: HashMap::new(),
+            timers: BTreeSet::new(),
             next_id: 0,
             pending: 0,
             backlog: VecDeque::new(),
@@ -275,9 +281,9 @@ impl Endpoint {
 
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ConnectionId> = (self.slots.iter())
-            .filter(|(_, slot)| slot.engine.poll_timeout().is_some_and(|at| at <= now))
-            .map(|(id, _)| *id)
+        let due: Vec<ConnectionId> = (self.timers.iter())
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             if let Some(slot) = self.slots.get_mut(&id) {
@@ -289,7 +295,7 @@ impl Endpoint {
 
     /// The earliest deadline of any connection.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slots.values().filter_map(|slot| slot.engine.poll_timeout()).min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// The next datagram to send.
@@ -351,6 +357,9 @@ impl Endpoint {
         self.backlog.retain(|queued| *queued != id);
         if let Some(slot) = self.slots.remove(&id) {
             self.unroute(id, &slot);
+            if let Some(at) = slot.deadline {
+                self.timers.remove(&(at, id));
+            }
         }
     }
 
@@ -417,6 +426,7 @@ impl Endpoint {
                 known,
                 routed: true,
                 last_input: now,
+                deadline: None,
             },
         );
         id
@@ -521,6 +531,16 @@ impl Endpoint {
                 _ => {}
             }
         }
+        let deadline = slot.engine.poll_timeout();
+        if deadline != slot.deadline {
+            if let Some(at) = slot.deadline {
+                self.timers.remove(&(at, id));
+            }
+            if let Some(at) = deadline {
+                self.timers.insert((at, id));
+            }
+            slot.deadline = deadline;
+        }
         if matches!(slot.engine.state(), State::Failed | State::Closed) && slot.routed {
             slot.routed = false;
             let (remote, known) = (slot.remote, slot.known);
@@ -529,7 +549,12 @@ impl Endpoint {
             }
             // Nobody will ever ask about an incoming handshake that failed.
             if !known {
-                self.slots.remove(&id);
+                if let Some(Slot {
+                    deadline: Some(at), ..
+                }) = self.slots.remove(&id)
+                {
+                    self.timers.remove(&(at, id));
+                }
             }
         }
     }
