@@ -1,5 +1,6 @@
 //! Engine tests: two engines (or an engine and a raw OpenSSL peer) over in-memory links.
 #![allow(unreachable_pub)]
+mod allow;
 mod common;
 mod corruption;
 mod driver;
