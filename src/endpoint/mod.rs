@@ -17,13 +17,18 @@ mod stats;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
+
+use openssl::ssl::SslContext;
 
 pub use stats::{EndpointStats, ENDPOINT_STAT_FIELDS};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::engine::{is_keepalive, looks_like_dtls, Engine, Event, SendError, State};
 use crate::identity::Identity;
+use crate::policy;
+use crate::trust::{Accept, AllowPolicy, Pin};
 
 /// Which connection an event or call is about; never reused within one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,6 +191,10 @@ struct Slot {
 pub struct Endpoint {
     identity: Identity,
     config: EndpointConfig,
+    /// The one OpenSSL context every connection of the endpoint uses.
+    context: SslContext,
+    /// Whom an incoming handshake accepts: the allow policy, checked inside it.
+    allow: Pin,
     slots: HashMap<ConnectionId, Slot>,
     by_address: HashMap<SocketAddr, ConnectionId>,
     /// Every connection's next deadline, earliest first: with thousands of peers, finding
@@ -204,11 +213,21 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// An endpoint that authenticates as `identity`.
-    pub fn new(identity: &Identity, config: EndpointConfig) -> Result<Self, ConfigError> {
+    /// An endpoint that authenticates as `identity` and lets in a peer that dials it when
+    /// `allow` admits its node ID (`None`: any verified peer).
+    pub fn new(
+        identity: &Identity,
+        config: EndpointConfig,
+        allow: Option<Arc<dyn AllowPolicy>>,
+    ) -> Result<Self, ConfigError> {
         config.peer.validate()?;
+        u32::try_from(config.peer.mtu).map_err(|_| ConfigError::Mtu(config.peer.mtu))?;
+        let context = policy::context(identity, &config.peer)?;
+        let accept = allow.map_or(Accept::Any, Accept::Allowed);
         Ok(Self {
             identity: identity.clone(),
+            allow: Pin::accepting(accept, identity.scheme().clone()),
+            context,
             config,
             slots: HashMap::new(),
             by_address: HashMap::new(),
@@ -243,7 +262,8 @@ impl Endpoint {
         if self.live() >= self.config.max_connections {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
-        let mut engine = Engine::new(role, &self.identity, expected_node_id, self.config.peer.clone())
+        let pin = Pin::new(expected_node_id, self.identity.scheme().clone());
+        let mut engine = Engine::from_context(self.context.clone(), role, pin, self.config.peer.clone())
             .map_err(ConnectError::Config)?;
         engine.start(now);
         let id = self.insert(now, engine, remote, true);
@@ -445,7 +465,12 @@ impl Endpoint {
             self.stats.dropped_over_limit += 1;
             return;
         }
-        let engine = Engine::new(Role::Server, &self.identity, None, self.config.peer.clone());
+        let engine = Engine::from_context(
+            self.context.clone(),
+            Role::Server,
+            self.allow.clone(),
+            self.config.peer.clone(),
+        );
         let Ok(mut engine) = engine else {
             self.stats.dropped_over_limit += 1;
             return;
@@ -549,10 +574,7 @@ impl Endpoint {
             }
             // Nobody will ever ask about an incoming handshake that failed.
             if !known {
-                if let Some(Slot {
-                    deadline: Some(at), ..
-                }) = self.slots.remove(&id)
-                {
+                if let Some(Slot { deadline: Some(at), .. }) = self.slots.remove(&id) {
                     self.timers.remove(&(at, id));
                 }
             }

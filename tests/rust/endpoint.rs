@@ -5,10 +5,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dtls_peer::endpoint::{ConnectionId, DatagramError, Endpoint, EndpointConfig, EndpointEvent};
-use dtls_peer::{CloseReason, Engine, Event, Identity, Role, State};
+use dtls_peer::trust::{AllowList, AllowPolicy};
+use dtls_peer::{CloseReason, Engine, Event, HandshakeFailure, Identity, Role, State};
 
 use crate::common::fast_config;
 
@@ -28,9 +30,13 @@ pub struct Net {
 
 impl Net {
     pub fn new(config: EndpointConfig) -> Self {
+        Self::allowing(config, None)
+    }
+
+    pub fn allowing(config: EndpointConfig, allow: Option<Arc<dyn AllowPolicy>>) -> Self {
         let server_id = Identity::generate().unwrap();
         Self {
-            endpoint: Endpoint::new(&server_id, config).unwrap(),
+            endpoint: Endpoint::new(&server_id, config, allow).unwrap(),
             server_id,
             clients: Vec::new(),
             endpoint_events: Vec::new(),
@@ -500,4 +506,36 @@ fn a_forged_record_from_a_new_address_moves_no_one() {
     assert_eq!((stats.migrations, stats.dropped_unknown_source), (0, 1));
     // The trial left no trace on the session's counters.
     assert_eq!(net.endpoint.connection(conn).unwrap().stats().dropped_invalid, 0);
+}
+
+#[test]
+fn the_allow_list_refuses_an_unlisted_peer_inside_the_handshake() {
+    let friend = Identity::generate().unwrap();
+    let stranger = Identity::generate().unwrap();
+    let allow: Arc<dyn AllowPolicy> = Arc::new(AllowList::from_iter([friend.node_id().to_owned()]));
+    let mut net = Net::allowing(EndpointConfig::default(), Some(allow));
+    net.add_client(&stranger);
+    net.add_client(&friend);
+    net.run_until(Duration::from_secs(5), |net| {
+        net.clients
+            .iter()
+            .all(|(_, e, _)| matches!(e.state(), State::Established | State::Failed))
+    });
+    // The stranger learns it was refused (unknown_ca) and never gets a session.
+    let (stranger_address, stranger_engine, stranger_events) = &net.clients[0];
+    assert_eq!(stranger_engine.state(), State::Failed);
+    assert!(stranger_events.contains(&Event::HandshakeFailed(HandshakeFailure::AlertReceived(48))));
+    assert!(net.incoming_id(*stranger_address).is_none());
+    // The friend is in.
+    let friend_address = net.clients[1].0;
+    let id = net.incoming_id(friend_address).expect("the listed peer is announced");
+    assert_eq!(
+        net.endpoint.connection(id).unwrap().peer_node_id(),
+        Some(friend.node_id())
+    );
+    let stats = net.endpoint.stats();
+    assert_eq!(
+        (stats.handshakes_accepted, stats.handshakes_refused, stats.connections),
+        (1, 1, 1)
+    );
 }
