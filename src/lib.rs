@@ -3,9 +3,10 @@
 //! - [`engine`]: a sans-IO DTLS engine. Feed it datagrams and the current time; after every
 //!   call drain `poll_transmit` (datagrams to send) and `poll_event` (connected, messages,
 //!   failures), then sleep until `poll_timeout` and call `handle_timeout`.
+//! - [`endpoint`]: a sans-IO endpoint: many peers on one socket, with cookies, bounds and
+//!   the application's own datagrams.
 //! - [`alert`]: the TLS alerts sent and recognised, and what each means to the engine.
 //! - [`driver`]: runs an engine over a real UDP socket on tokio.
-//! - [`endpoint`]: many peers on one socket; stateless cookies for the peers it accepts.
 //! - [`identity`]: node identities (P-256, Ed25519, RSA or secp256k1 node keys) and their
 //!   certificates.
 //! - [`trust`]: the peer's node key and node ID (SHA-256, libp2p or the application's

@@ -12,6 +12,7 @@
 mod flight;
 mod listened;
 mod liveness;
+mod migration;
 mod output;
 mod pipe;
 mod records;
@@ -28,6 +29,7 @@ use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 pub(crate) use listened::{generate_cookie, verify_cookie, Cookies, Listening, LISTEN_COOKIE_LEN};
 pub use liveness::{is_keepalive, EXPORTER_LABEL, KEEPALIVE_LEN};
 pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
+pub(crate) use records::starts_with_client_hello;
 
 use crate::alert::{self, OpenSslReason};
 use crate::config::{Config, ConfigError, Role};
@@ -142,15 +144,23 @@ impl Engine {
         expected_node_id: Option<String>,
         config: Config,
     ) -> Result<Self, ConfigError> {
+        let pin = Pin::new(expected_node_id, identity.scheme().clone());
+        Self::with_pin(role, identity, pin, config)
+    }
+
+    /// A new engine that will authenticate as `identity` and accept the peers `pin` accepts
+    /// (one node ID, any, or those an allow policy lets in; see [`Pin`]), checked during the
+    /// handshake. `pin`'s scheme should be `identity`'s: it names the peer's key.
+    pub fn with_pin(role: Role, identity: &Identity, pin: Pin, config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?;
         let context = policy::context(identity, &config)?;
-        let pin = Pin::new(expected_node_id, identity.scheme().clone());
         Self::from_context(context, role, pin, config)
     }
 
-    /// An engine on an existing context (the identity and policy are in it).
-    fn from_context(
+    /// An engine on an existing context (the identity and policy are in it), for a caller that
+    /// shares one context among many engines. `config` must pass the checks `with_pin` makes.
+    pub(crate) fn from_context(
         context: SslContext,
         role: Role,
         expected_node_id: Pin,

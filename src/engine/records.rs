@@ -8,7 +8,7 @@ const CLIENT_HELLO: u8 = 1;
 
 /// Whether `datagram` begins with the first fragment of a ClientHello (epoch 0), the only
 /// thing a server that restarted can make progress with.
-pub(super) fn starts_with_client_hello(datagram: &[u8]) -> bool {
+pub(crate) fn starts_with_client_hello(datagram: &[u8]) -> bool {
     // Record header (13 bytes): type, version, epoch, sequence, length; then the handshake
     // header: type, length (3), message_seq (2), fragment_offset (3), fragment_length (3).
     datagram.len() >= 25
