@@ -199,6 +199,8 @@ pub struct Endpoint {
     context: SslContext,
     /// Whom an incoming handshake accepts: the allow policy, checked inside it.
     allow: Pin,
+    /// Answers ClientHellos from unknown addresses with cookies (`require_cookie`).
+    listener: Option<Listener>,
     slots: HashMap<ConnectionId, Slot>,
     by_address: HashMap<SocketAddr, ConnectionId>,
     /// Every connection's next deadline, earliest first: with thousands of peers, finding
@@ -228,9 +230,14 @@ impl Endpoint {
         u32::try_from(config.peer.mtu).map_err(|_| ConfigError::Mtu(config.peer.mtu))?;
         let context = policy::context(identity, &config.peer)?;
         let accept = allow.map_or(Accept::Any, Accept::Allowed);
+        let allow = Pin::accepting(accept, identity.scheme().clone());
+        let listener = (config.accept && config.require_cookie)
+            .then(|| Listener::from_context(context.clone(), config.peer.clone(), allow.clone()))
+            .transpose()?;
         Ok(Self {
             identity: identity.clone(),
-            allow: Pin::accepting(accept, identity.scheme().clone()),
+            allow,
+            listener,
             context,
             config,
             slots: HashMap::new(),
@@ -469,18 +476,36 @@ impl Endpoint {
             self.stats.dropped_over_limit += 1;
             return;
         }
-        let engine = Engine::from_context(
-            self.context.clone(),
-            Role::Server,
-            self.allow.clone(),
-            self.config.peer.clone(),
-        );
-        let Ok(mut engine) = engine else {
-            self.stats.dropped_over_limit += 1;
-            return;
+        let engine = match self.listener.as_mut().map(|l| l.hello(now, from, datagram)) {
+            Some(Hello::Accepted(engine)) => *engine,
+            Some(Hello::Answer(hvr)) => {
+                self.stats.hello_verify_requests += 1;
+                self.transmits.push_back(Transmit {
+                    destination: from,
+                    contents: hvr,
+                });
+                return;
+            }
+            Some(Hello::Ignored) => {
+                self.stats.dropped_unknown_source += 1;
+                return;
+            }
+            None => {
+                let engine = Engine::from_context(
+                    self.context.clone(),
+                    Role::Server,
+                    self.allow.clone(),
+                    self.config.peer.clone(),
+                );
+                let Ok(mut engine) = engine else {
+                    self.stats.dropped_over_limit += 1;
+                    return;
+                };
+                engine.start(now);
+                engine.handle_datagram(now, datagram);
+                engine
+            }
         };
-        engine.start(now);
-        engine.handle_datagram(now, datagram);
         self.pending += 1;
         self.stats.handshakes_started += 1;
         let id = self.insert(now, engine, from, false);
