@@ -113,6 +113,8 @@ fn a_first_client_hello_gets_a_hello_verify_request_with_a_cookie() {
     let (first, hvr) = s.first_exchange();
     let cookie = hvr_cookie(&hvr);
     assert_eq!(cookie.len(), COOKIE_LEN);
+    // No amplification: a forged source address gets back less than was sent in its name.
+    assert!(hvr.len() < first.len(), "{} >= {}", hvr.len(), first.len());
     // RFC 6347 4.2.1: the HelloVerifyRequest repeats the ClientHello's record sequence number.
     assert_eq!(hvr[5..11], first[5..11]);
     assert_eq!(cookie_range(&first).len(), 0, "the first ClientHello has no cookie");
