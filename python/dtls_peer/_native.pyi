@@ -11,6 +11,7 @@ __all__ = ["Connection", "Endpoint", "Identity", "Waker", "node_id_from_certific
 _Path: TypeAlias = str | os.PathLike[str]
 _Pem: TypeAlias = str | bytes | bytearray
 _KeyType: TypeAlias = Literal["p256", "ed25519", "rsa", "secp256k1"]
+_Allow: TypeAlias = frozenset[str] | set[str] | list[str] | tuple[str, ...] | Callable[[str], bool] | None
 _Scheme: TypeAlias = Literal["sha256", "libp2p"] | Callable[[bytes], str]
 
 @final
@@ -111,6 +112,7 @@ class Endpoint:
         cls,
         fd: int,
         identity: Identity,
+        allow: _Allow,
         mtu: int,
         handshake_timeout: float,
         initial_retransmit_timeout: float,

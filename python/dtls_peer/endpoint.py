@@ -30,26 +30,6 @@ AllowPolicy = Union[frozenset[str], set[str], list[str], tuple[str, ...], Callab
 MAX_TABLE_SIZE = 1 << 20
 
 
-def _allow_policy(allow: object, identity: _native.Identity) -> frozenset[str] | Callable[[str], bool] | None:
-    """``allow`` checked: node IDs as a frozenset (normalised like a pin), a callable, or None."""
-    if allow is None:
-        return None
-    if isinstance(allow, (set, frozenset, list, tuple)):
-        ids = []
-        for item in allow:
-            if not isinstance(item, str):
-                raise TypeError(f"allow must hold node IDs (str), not {type(item).__name__}")
-            # SHA-256 node IDs are hex in any case; the verified ID is lowercase.
-            ids.append(item.lower() if identity.node_id_scheme == "sha256" else item)
-        return frozenset(ids)
-    if callable(allow):
-        return allow
-    raise TypeError(
-        "allow must be a set, frozenset, list or tuple of node IDs, a callable(node_id) -> bool, "
-        f"or None (any verified peer), not {type(allow).__name__}"
-    )
-
-
 class DTLSEndpoint:
     """Many authenticated, encrypted DTLS 1.2 peers on one UDP socket (one NAT mapping).
 
@@ -90,7 +70,6 @@ class DTLSEndpoint:
     ) -> None:
         if not isinstance(identity, _native.Identity):
             raise TypeError(f"identity must be a dtls_peer.Identity, not {type(identity).__name__}")
-        policy = _allow_policy(allow, identity)
         suites = _ciphers(ciphers)
         mtu = _integer("mtu", mtu, MIN_MTU, MAX_MTU, " bytes")
         queue_size = _integer("receive_queue_size", receive_queue_size, 1, MAX_RECEIVE_QUEUE_SIZE)
@@ -110,6 +89,7 @@ class DTLSEndpoint:
         self._native = _native.Endpoint(
             fd,
             identity,
+            allow,
             mtu,
             timeout,
             rto,
@@ -125,7 +105,6 @@ class DTLSEndpoint:
             allow_migration,
         )
         self._identity = identity
-        self._allow = policy
         self._waiters: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waker: _wake.LoopWaker | None = None
@@ -203,28 +182,9 @@ class DTLSEndpoint:
         while True:
             self._check_open("accept()")
             native = self._native.try_accept()
-            if native is None:
-                await self._wait()
-                continue
-            conn = DTLSPeerConnection._adopt(native)
-            if self._allowed(conn.peer_node_id):
-                return conn
-            conn.close_nowait()
-
-    def _allowed(self, node_id: str | None) -> bool:
-        # Until the native allow policy refuses inside the handshake, a refused peer is closed
-        # here before the application sees it (it sent nothing the application read).
-        policy = self._allow
-        if policy is None:
-            return True
-        if node_id is None:
-            return False
-        if isinstance(policy, frozenset):
-            return node_id in policy
-        try:
-            return policy(node_id) is True
-        except Exception:
-            return False
+            if native is not None:
+                return DTLSPeerConnection._adopt(native)
+            await self._wait()
 
     def __aiter__(self) -> AsyncIterator[DTLSPeerConnection]:
         return self._connections()

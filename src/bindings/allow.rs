@@ -57,7 +57,6 @@ impl AllowPolicy for PythonAllow {
 ///
 /// Anything else, a lone str included (it would be taken as a collection of characters), is
 /// a TypeError saying what is accepted.
-#[allow(dead_code)] // Called by the endpoint binding (issue 11), written beside this module.
 pub(crate) fn allow_from(value: &Bound<'_, PyAny>, scheme: &dyn NodeIdScheme) -> PyResult<Allow> {
     if value.is_none() {
         return Ok((None, false));

@@ -10,6 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use super::allow::allow_from;
 use super::connection::Connection;
 use super::errors::{config_error, DTLSError};
 use super::identity::Identity;
@@ -56,13 +57,14 @@ impl Endpoint {
     /// `fd` is a descriptor this object takes over (a duplicate of the application's socket),
     /// even when it raises.
     #[new]
-    #[pyo3(signature = (fd, identity, mtu, handshake_timeout, initial_retransmit_timeout, ciphers,
+    #[pyo3(signature = (fd, identity, allow, mtu, handshake_timeout, initial_retransmit_timeout, ciphers,
         receive_queue_size, keepalive_interval, idle_timeout, max_pending_handshakes, max_connections,
         accept_backlog, datagram_queue_size, require_cookie, allow_migration))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         fd: i32,
         identity: &Identity,
+        allow: &Bound<'_, PyAny>,
         mtu: usize,
         handshake_timeout: f64,
         initial_retransmit_timeout: f64,
@@ -79,6 +81,8 @@ impl Endpoint {
     ) -> PyResult<Self> {
         // Owned from here on: closed exactly once, on every error path too.
         let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        // Whether the policy is Python code does not matter here: every method releases the GIL.
+        let (allow, _) = allow_from(allow, identity.inner.scheme().as_ref())?;
         let config = EndpointConfig {
             peer: peer_config(
                 mtu,
@@ -96,7 +100,7 @@ impl Endpoint {
             require_cookie,
             allow_migration,
         };
-        let endpoint = crate::endpoint::Endpoint::new(&identity.inner, config).map_err(config_error)?;
+        let endpoint = crate::endpoint::Endpoint::new(&identity.inner, config, allow).map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let inner = driver::EndpointDriver::spawn(socket, endpoint, receive_queue_size)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;

@@ -16,6 +16,7 @@ from dtls_peer import (
     DTLSEndpoint,
     DTLSPeerConnection,
     EndpointClosed,
+    HandshakeError,
     HandshakeTimeout,
     Identity,
     PeerVerificationError,
@@ -367,29 +368,71 @@ async def test_async_for_yields_peers_until_the_endpoint_closes(
     assert seen == [identity_b.node_id] * 2
 
 
-async def test_accept_returns_only_allowed_peers(
+@pytest.mark.parametrize("policy", ["set", "callable"])
+async def test_a_peer_outside_the_allow_policy_is_refused_inside_the_handshake(
     udp_socket: UdpSocketFactory,
     endpoint: EndpointFactory,
     closing: list[DTLSPeerConnection],
     identity_a: Identity,
     identity_b: Identity,
     identity_c: Identity,
+    policy: str,
 ) -> None:
-    ep = endpoint(udp_socket(socket.AF_INET), identity_a, allow=[identity_c.node_id.upper()])
+    asked: list[str] = []
+
+    def allow_c(node_id: str) -> bool:
+        asked.append(node_id)
+        return node_id == identity_c.node_id
+
+    allow: Any = [identity_c.node_id.upper()] if policy == "set" else allow_c
+    ep = endpoint(udp_socket(socket.AF_INET), identity_a, allow=allow)
     accepting = asyncio.ensure_future(ep.accept())
     refused = DTLSPeerConnection(
-        udp_socket(socket.AF_INET), ep.local_address, identity_b, expected_node_id=identity_a.node_id
+        udp_socket(socket.AF_INET),
+        ep.local_address,
+        identity_b,
+        expected_node_id=identity_a.node_id,
+        role="client",
     )
     closing.append(refused)
-    # Refused inside the handshake, or closed before the application sees it.
-    with pytest.raises((PeerVerificationError, ConnectionClosed, HandshakeTimeout)):
+    with pytest.raises(HandshakeError, match="unknown_ca") as refusal:
         await asyncio.wait_for(refused.handshake(), STEP)
-        await asyncio.wait_for(refused.recv(), STEP)
+    assert not isinstance(refusal.value, HandshakeTimeout)
+    assert refused.state == "failed"
+    await wait_until(lambda: ep.stats()["handshakes_refused"] == 1, "the refusal to be counted")
     assert not accepting.done()
+    assert ep.stats()["handshakes_accepted"] == 0
     await dial_endpoint(ep, udp_socket(socket.AF_INET), identity_c, identity_a, closing)
     conn = await asyncio.wait_for(accepting, STEP)
     closing.append(conn)
     assert conn.peer_node_id == identity_c.node_id
+    if policy == "callable":
+        assert asked == [identity_b.node_id, identity_c.node_id]
+
+
+async def test_a_failing_allow_callable_refuses_the_peer(
+    udp_socket: UdpSocketFactory,
+    endpoint: EndpointFactory,
+    closing: list[DTLSPeerConnection],
+    identity_a: Identity,
+    identity_b: Identity,
+) -> None:
+    def broken(node_id: str) -> bool:
+        raise RuntimeError("policy store unavailable")
+
+    ep = endpoint(udp_socket(socket.AF_INET), identity_a, allow=broken)
+    client = DTLSPeerConnection(
+        udp_socket(socket.AF_INET),
+        ep.local_address,
+        identity_b,
+        expected_node_id=identity_a.node_id,
+        role="client",
+    )
+    closing.append(client)
+    with pytest.raises(HandshakeError, match="unknown_ca"):
+        await asyncio.wait_for(client.handshake(), STEP)
+    await wait_until(lambda: ep.stats()["handshakes_refused"] == 1, "the refusal to be counted")
+    assert ep.connections == 0
 
 
 async def test_stats_keys(
