@@ -23,9 +23,13 @@ use crate::config::Role;
 use crate::endpoint::{ConnectError, ConnectionId, DatagramError, Endpoint, EndpointEvent, EndpointStats, Transmit};
 use crate::engine::{Engine, Event, HandshakeFailure, SendError};
 
+#[cfg(test)]
+#[path = "endpoint_tests.rs"]
+mod tests;
+
 /// Datagrams (all peers together) held while the socket is not writable before an
 /// application send is asked to wait.
-const OUTBOX_LIMIT: usize = 1024;
+pub(super) const OUTBOX_LIMIT: usize = 1024;
 /// Datagrams the endpoint itself may add beyond that (handshake flights, alerts); past it they
 /// are dropped like loss on the wire, so a blocked socket cannot grow memory without bound.
 const OUTBOX_HARD_LIMIT: usize = 4 * OUTBOX_LIMIT;
@@ -81,6 +85,9 @@ struct Inner {
     /// The application's datagrams counted when the application was last told of them.
     app_datagrams_seen: u64,
     send_errors: u64,
+    /// Flushes still to be refused as if the socket were full (tests only).
+    #[cfg(test)]
+    refuse_flushes: usize,
 }
 
 struct Shared {
@@ -143,6 +150,8 @@ impl EndpointDriver {
                 sender_waiting: false,
                 app_datagrams_seen: 0,
                 send_errors: 0,
+                #[cfg(test)]
+                refuse_flushes: 0,
             }),
             local,
             inbox_limit: inbox_limit.max(1),
@@ -476,6 +485,12 @@ impl Shared {
     /// Sends what waits, until the socket would block; the task is woken to send the rest
     /// when it is writable, and senders told to wait hear once there is room.
     fn flush(&self, inner: &mut Inner) {
+        #[cfg(test)]
+        if inner.refuse_flushes > 0 && !inner.outbox.is_empty() {
+            inner.refuse_flushes -= 1;
+            self.wake_if_unwatched(inner);
+            return;
+        }
         let Some(socket) = &inner.socket else {
             inner.outbox.clear();
             return;
@@ -486,9 +501,7 @@ impl Shared {
         // A datagram that fails is lost like loss on the wire.
         let done = batch_io::send_queue(socket, &inner.outbox, None, &mut inner.send_errors);
         inner.outbox.drain(..done);
-        if !inner.outbox.is_empty() && !inner.watching_writable {
-            self.wake_task.notify_one();
-        }
+        self.wake_if_unwatched(inner);
         if inner.outbox.len() < OUTBOX_LIMIT {
             if std::mem::take(&mut inner.sender_waiting) {
                 notify(inner.notifier.as_ref());
@@ -497,6 +510,15 @@ impl Shared {
                 conn.sender_waiting = false;
                 conn.notify();
             }
+        }
+    }
+
+    /// Whatever a flush left behind is sent by the task when the socket is writable again: it
+    /// is woken here if it is not already watching, or the datagrams would wait for an
+    /// unrelated event (forever on an idle endpoint, with a sender waiting for room).
+    fn wake_if_unwatched(&self, inner: &Inner) {
+        if !inner.outbox.is_empty() && !inner.watching_writable {
+            self.wake_task.notify_one();
         }
     }
 
