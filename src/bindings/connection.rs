@@ -85,8 +85,9 @@ impl Connection {
     }
 
     /// Routes this connection's notifications to `waker` under `token`.
-    fn attach(&self, waker: &Waker, token: u64) {
-        self.conn().set_notifier(Arc::new(waker.token(token)));
+    fn attach(&self, py: Python<'_>, waker: &Waker, token: u64) {
+        let notifier = Arc::new(waker.token(token));
+        self.unlocked(py, |c| c.set_notifier(notifier));
     }
 
     /// Sends the first flight (a server answers a ClientHello that came early), always with
@@ -204,14 +205,15 @@ impl Connection {
     }
 
     #[getter]
-    fn local_address(&self) -> (String, u16) {
-        let a = self.conn().local_address();
+    fn local_address(&self, py: Python<'_>) -> (String, u16) {
+        let a = self.unlocked(py, |c| c.local_address());
         (a.ip().to_string(), a.port())
     }
 
+    /// Where the peer is (an endpoint's peer may have moved: read under its lock).
     #[getter]
-    fn remote_address(&self) -> (String, u16) {
-        let a = self.conn().remote_address();
+    fn remote_address(&self, py: Python<'_>) -> (String, u16) {
+        let a = self.unlocked(py, |c| c.remote_address());
         (a.ip().to_string(), a.port())
     }
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
@@ -471,3 +472,40 @@ async def test_stats_keys(
     # The accepted connection's own stats have a standalone connection's keys.
     assert conn.stats()["messages_in"] == 0
     assert "dropped" in conn.stats()
+
+
+async def test_python_in_the_handshake_never_deadlocks_against_calls_on_the_loop(
+    udp_socket: UdpSocketFactory,
+    endpoint: EndpointFactory,
+    closing: list[DTLSPeerConnection],
+    identity_a: Identity,
+    identity_b: Identity,
+) -> None:
+    # A callable allow policy takes the GIL inside handshakes, on the I/O thread, holding the
+    # endpoint's lock; every call from the loop must release the GIL before it locks (a
+    # deadlock, hanging the test, when `remote_address` did not).
+    def slow_allow(node_id: str) -> bool:
+        time.sleep(0.002)
+        return node_id == identity_b.node_id
+
+    ep = endpoint(udp_socket(socket.AF_INET), identity_a, allow=slow_allow)
+    _, first = await asyncio.gather(
+        dial_endpoint(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing), ep.accept()
+    )
+    closing.append(first)
+    dialling = [
+        asyncio.ensure_future(dial_endpoint(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing))
+        for _ in range(20)
+    ]
+    for _ in range(2000):
+        assert first.remote_address[0] == "127.0.0.1"
+        assert first.state == "established"
+        assert first.peer_node_id == identity_b.node_id
+        ep.stats()
+        if all(d.done() for d in dialling):
+            break
+        await asyncio.sleep(0)
+    await asyncio.wait_for(asyncio.gather(*dialling), STEP)
+    accepted = [await asyncio.wait_for(ep.accept(), STEP) for _ in dialling]
+    closing.extend(accepted)
+    assert ep.connections == len(dialling) + 1
