@@ -509,3 +509,36 @@ async def test_python_in_the_handshake_never_deadlocks_against_calls_on_the_loop
     accepted = [await asyncio.wait_for(ep.accept(), STEP) for _ in dialling]
     closing.extend(accepted)
     assert ep.connections == len(dialling) + 1
+
+
+@pytest.mark.parametrize("client_keepalive", [None, 0.1])
+async def test_liveness_options_apply_to_every_peer_of_an_endpoint(
+    udp_socket: UdpSocketFactory,
+    endpoint: EndpointFactory,
+    closing: list[DTLSPeerConnection],
+    identity_a: Identity,
+    identity_b: Identity,
+    client_keepalive: float | None,
+) -> None:
+    ep = endpoint(udp_socket(socket.AF_INET), identity_a, idle_timeout=0.5)
+    client = DTLSPeerConnection(
+        udp_socket(socket.AF_INET),
+        ep.local_address,
+        identity_b,
+        expected_node_id=identity_a.node_id,
+        role="client",
+        keepalive_interval=client_keepalive,
+    )
+    closing.append(client)
+    _, conn = await asyncio.wait_for(asyncio.gather(client.handshake(), ep.accept()), STEP)
+    closing.append(conn)
+    if client_keepalive is None:
+        # A silent peer: the endpoint's idle_timeout ends its session.
+        with pytest.raises(ConnectionClosed, match="idle"):
+            await asyncio.wait_for(conn.recv(), STEP)
+    else:
+        # The peer's keepalives hold it open past the idle timeout, and stay the endpoint's.
+        await asyncio.sleep(1.2)
+        assert conn.state == "established"
+        assert conn.stats()["keepalives_in"] >= 5
+        assert ep.stats()["app_datagrams_in"] == 0
