@@ -82,6 +82,8 @@ struct Inner {
     watching_writable: bool,
     /// `send_datagram` was told to wait for outbox room.
     sender_waiting: bool,
+    /// Connections told to wait for outbox room (each once), to wake without visiting all.
+    waiting_senders: Vec<ConnectionId>,
     /// The application's datagrams counted when the application was last told of them.
     app_datagrams_seen: u64,
     send_errors: u64,
@@ -148,6 +150,7 @@ impl EndpointDriver {
                 stopped: false,
                 watching_writable: false,
                 sender_waiting: false,
+                waiting_senders: Vec::new(),
                 app_datagrams_seen: 0,
                 send_errors: 0,
                 #[cfg(test)]
@@ -280,6 +283,17 @@ impl Drop for EndpointDriver {
     }
 }
 
+impl Inner {
+    /// Connection `id`'s sender must hear when the outbox has room.
+    fn wait_for_room(&mut self, id: ConnectionId) {
+        if let Some(conn) = self.conns.get_mut(&id) {
+            if !std::mem::replace(&mut conn.sender_waiting, true) {
+                self.waiting_senders.push(id);
+            }
+        }
+    }
+}
+
 impl EndpointConnection {
     fn with<R>(&self, f: impl FnOnce(&mut Inner, &Shared) -> R) -> R {
         f(&mut lock(&self.shared.inner), &self.shared)
@@ -316,12 +330,12 @@ impl EndpointConnection {
         self.with(|inner, shared| {
             // Only a message the engine would take is asked to wait; misuse is reported by it.
             if inner.outbox.len() >= OUTBOX_LIMIT {
-                if let Some(conn) = inner
+                let established = inner
                     .conns
-                    .get_mut(&self.id)
-                    .filter(|c| c.progress == Progress::Established)
-                {
-                    conn.sender_waiting = true;
+                    .get(&self.id)
+                    .is_some_and(|c| c.progress == Progress::Established);
+                if established {
+                    inner.wait_for_room(self.id);
                     return Ok(Sent::Busy);
                 }
             }
@@ -340,9 +354,7 @@ impl EndpointConnection {
                     shared.flush(inner);
                 }
                 if inner.outbox.len() >= OUTBOX_LIMIT {
-                    if let Some(conn) = inner.conns.get_mut(&self.id) {
-                        conn.sender_waiting = true;
-                    }
+                    inner.wait_for_room(self.id);
                     return Ok(taken);
                 }
                 if let Err(e) = inner.endpoint.send(self.id, message) {
@@ -506,9 +518,11 @@ impl Shared {
             if std::mem::take(&mut inner.sender_waiting) {
                 notify(inner.notifier.as_ref());
             }
-            for conn in inner.conns.values_mut().filter(|c| c.sender_waiting) {
-                conn.sender_waiting = false;
-                conn.notify();
+            for id in std::mem::take(&mut inner.waiting_senders) {
+                if let Some(conn) = inner.conns.get_mut(&id) {
+                    conn.sender_waiting = false;
+                    conn.notify();
+                }
             }
         }
     }
