@@ -124,7 +124,7 @@ impl Engine {
     /// This session's keepalive keys, exported (RFC 5705) on first use; None before the
     /// session is established or if OpenSSL cannot export.
     fn keys(&mut self) -> Option<&Keys> {
-        if self.state != State::Established {
+        if self.state() != State::Established {
             return None;
         }
         if self.liveness.keys.is_none() {
@@ -175,7 +175,7 @@ impl Engine {
 
     /// When liveness needs `handle_timeout` next, while established.
     pub(super) fn liveness_deadline(&self) -> Option<Instant> {
-        if self.state != State::Established {
+        if self.state() != State::Established {
             return None;
         }
         let idle = self
@@ -188,7 +188,7 @@ impl Engine {
 
     /// Closes an idle session, or sends a keepalive when one is due.
     pub(super) fn liveness_timeout(&mut self, now: Instant) {
-        if self.state != State::Established {
+        if self.state() != State::Established {
             return;
         }
         if let (Some(timeout), Some(heard)) = (self.config.idle_timeout, self.liveness.last_heard) {

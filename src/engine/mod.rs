@@ -13,6 +13,7 @@ mod flight;
 mod liveness;
 mod migration;
 mod output;
+mod phase;
 mod pipe;
 mod records;
 mod restart;
@@ -37,11 +38,12 @@ use crate::trust::verifier::{self, Verifier};
 use crate::trust::Pin;
 use flight::Flight;
 use liveness::Liveness;
+use phase::{Peer, Phase, Session};
 use pipe::DatagramPipe;
 use timer::TimerState;
 
 /// One attempt's OpenSSL session with the verifier and timer state its callbacks share.
-type Session = (SslStream<DatagramPipe>, Arc<Verifier>, Arc<TimerState>);
+type Attempt = (SslStream<DatagramPipe>, Arc<Verifier>, Arc<TimerState>);
 
 /// Datagrams kept while `Idle` (the peer may start before we do).
 const EARLY_DATAGRAMS: usize = 64;
@@ -68,7 +70,7 @@ pub struct Engine {
     stream: SslStream<DatagramPipe>,
     role: Role,
     config: Config,
-    state: State,
+    phase: Phase,
     context: SslContext,
     /// Whom this engine accepts, and the scheme that names the peer.
     expected_node_id: Pin,
@@ -87,8 +89,6 @@ pub struct Engine {
     /// When the current attempt started, if it is not the first and the peer has sent
     /// nothing for it yet.
     unanswered_since: Option<Instant>,
-    /// The shortest encrypted record body the negotiated suite allows (set once connected).
-    min_record_body: usize,
     /// Datagrams that ended earlier attempts.
     fatal_inputs: VecDeque<Vec<u8>>,
     /// The sequence number given to the next epoch-0 record from the peer (see `records`).
@@ -102,9 +102,6 @@ pub struct Engine {
     abandoned_hellos: VecDeque<[u8; 32]>,
     /// HelloRequests a fresh server may still send to such a peer.
     hello_requests_left: u32,
-    /// A new handshake the peer started while this session is established (`successor`).
-    successor: Option<Box<Self>>,
-    successor_started: Option<Instant>,
     /// The ClientHello random that opened this engine, when it is a successor.
     opened_by: Option<[u8; 32]>,
     /// Retransmissions counted by the timers of earlier attempts.
@@ -115,9 +112,6 @@ pub struct Engine {
     handshake_deadline: Option<Instant>,
     /// Our current flight and its retransmission schedule.
     flight: Flight,
-    peer_node_id: Option<String>,
-    peer_public_key: Option<Vec<u8>>,
-    peer_certificate: Option<Vec<u8>>,
     stats: Stats,
     liveness: Liveness,
 }
@@ -126,8 +120,8 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("role", &self.role)
-            .field("state", &self.state)
-            .field("peer_node_id", &self.peer_node_id)
+            .field("state", &self.state())
+            .field("peer_node_id", &self.peer_node_id())
             .finish_non_exhaustive()
     }
 }
@@ -162,7 +156,7 @@ impl Engine {
             stream,
             role,
             config,
-            state: State::Idle,
+            phase: Phase::Idle,
             context,
             expected_node_id,
             pin,
@@ -173,15 +167,12 @@ impl Engine {
             abort_resends_left: 0,
             awaiting_client_hello: false,
             unanswered_since: None,
-            min_record_body: 0,
             next_epoch_zero_record: 0,
             fatal_inputs: VecDeque::new(),
             client_hello_seen: false,
             answering: None,
             abandoned_hellos: VecDeque::new(),
             hello_requests_left: HELLO_REQUESTS,
-            successor: None,
-            successor_started: None,
             opened_by: None,
             earlier_retransmissions: 0,
             early: VecDeque::new(),
@@ -189,9 +180,6 @@ impl Engine {
             started_at: None,
             handshake_deadline: None,
             flight: Flight::default(),
-            peer_node_id: None,
-            peer_public_key: None,
-            peer_certificate: None,
             stats: Stats::default(),
             liveness: Liveness::default(),
         })
@@ -203,7 +191,7 @@ impl Engine {
         role: Role,
         config: &Config,
         expected_node_id: &Pin,
-    ) -> Result<Session, openssl::error::ErrorStack> {
+    ) -> Result<Attempt, openssl::error::ErrorStack> {
         let mut ssl = Ssl::new(context)?;
         // `new` checked that the MTU fits.
         ssl.set_mtu(u32::try_from(config.mtu).unwrap_or(u32::MAX))?;
@@ -221,10 +209,10 @@ impl Engine {
     /// Begins the handshake; the handshake timeout counts from `now`. Datagrams received
     /// while idle are processed now. Calling it again has no effect.
     pub fn start(&mut self, now: Instant) {
-        if self.state != State::Idle {
+        if self.state() != State::Idle {
             return;
         }
-        self.state = State::Handshaking;
+        self.phase = Phase::Handshaking;
         self.started_at = Some(now);
         self.handshake_deadline = Some(now + self.config.handshake_timeout);
         self.drive_handshake(now);
@@ -244,7 +232,7 @@ impl Engine {
             self.stats.dropped_not_dtls += 1;
             return;
         }
-        if self.state == State::Idle {
+        if self.state() == State::Idle {
             if self.early.len() < EARLY_DATAGRAMS {
                 self.early.push_back(datagram.to_vec());
             } else {
@@ -256,8 +244,8 @@ impl Engine {
     }
 
     fn process(&mut self, now: Instant, mut datagram: Vec<u8>) {
-        match self.state {
-            State::Handshaking => {
+        match &self.phase {
+            Phase::Handshaking => {
                 if !self.admits_client_hello(&datagram) {
                     return self.repeat_abort();
                 }
@@ -314,7 +302,7 @@ impl Engine {
                     self.fatal_inputs.push_back(original);
                 }
             }
-            State::Established => {
+            Phase::Established(_) => {
                 if self.route_new_handshake(now, &datagram) {
                     return;
                 }
@@ -326,7 +314,8 @@ impl Engine {
                     }
                     return;
                 }
-                if records::has_short_encrypted_record(&datagram, self.min_record_body) {
+                let min_record_body = self.session().map_or(0, |s| s.min_record_body);
+                if records::has_short_encrypted_record(&datagram, min_record_body) {
                     self.stats.dropped_invalid += 1;
                     return;
                 }
@@ -340,22 +329,24 @@ impl Engine {
                 }
                 // Delivered nothing, ended nothing and needed no answer (a genuine repeat of the
                 // peer's last flight gets ours again): OpenSSL discarded it, whatever its type.
-                if delivered == 0 && self.state == State::Established && self.stream.get_ref().outgoing_len() == answers
+                if delivered == 0
+                    && self.state() == State::Established
+                    && self.stream.get_ref().outgoing_len() == answers
                 {
                     self.stats.dropped_invalid += 1;
                 }
             }
-            State::Idle | State::Failed | State::Closed => self.stats.dropped_after_close += 1,
+            Phase::Idle | Phase::Failed | Phase::Closed { .. } => self.stats.dropped_after_close += 1,
         }
     }
 
     /// Retransmits or gives up when a deadline from `poll_timeout` has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.state == State::Established {
+        if self.state() == State::Established {
             self.successor_timeout(now);
             return self.liveness_timeout(now);
         }
-        if self.state != State::Handshaking {
+        if self.state() != State::Handshaking {
             return;
         }
         if let Some(at) = self.unanswered_restart_ends() {
@@ -380,7 +371,7 @@ impl Engine {
 
     /// Encrypts one message into one datagram (collect it with `poll_transmit`).
     pub fn send(&mut self, message: &[u8]) -> Result<(), SendError> {
-        match self.state {
+        match self.state() {
             State::Established => {}
             State::Idle | State::Handshaking => return Err(SendError::NotEstablished),
             State::Failed | State::Closed => return Err(SendError::Closed),
@@ -409,8 +400,8 @@ impl Engine {
 
     /// Sends close_notify (if a session exists) and ends the engine. Idempotent.
     pub fn close(&mut self) {
-        match self.state {
-            State::Idle => self.state = State::Closed,
+        match self.state() {
+            State::Idle => self.phase = Phase::Closed { peer: None },
             State::Handshaking => {
                 let _ = self.stream.shutdown();
                 self.end_handshake(HandshakeFailure::Closed);
@@ -427,7 +418,10 @@ impl Engine {
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
         let datagram = match self.stream.get_mut().pop_outgoing() {
             Some(datagram) => datagram,
-            None => self.successor.as_mut()?.stream.get_mut().pop_outgoing()?,
+            None => match &mut self.phase {
+                Phase::Established(session) => session.successor.as_mut()?.stream.get_mut().pop_outgoing()?,
+                _ => return None,
+            },
         };
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += datagram.len() as u64;
@@ -441,11 +435,11 @@ impl Engine {
 
     /// When `handle_timeout` must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.state == State::Established {
-            let successor = self.successor.as_ref().and_then(|s| s.poll_timeout());
+        if let Phase::Established(session) = &self.phase {
+            let successor = session.successor.as_ref().and_then(|s| s.poll_timeout());
             return [successor, self.liveness_deadline()].into_iter().flatten().min();
         }
-        if self.state != State::Handshaking {
+        if self.state() != State::Handshaking {
             return None;
         }
         [
@@ -460,7 +454,7 @@ impl Engine {
 
     /// Where the engine is in its life.
     pub fn state(&self) -> State {
-        self.state
+        self.phase.state()
     }
 
     /// The role this engine plays.
@@ -480,22 +474,22 @@ impl Engine {
 
     /// The verified peer's node ID, once connected.
     pub fn peer_node_id(&self) -> Option<&str> {
-        self.peer_node_id.as_deref()
+        self.phase.peer().map(|p| p.node_id.as_str())
     }
 
     /// DER SubjectPublicKeyInfo of the verified peer's node key, once connected.
     pub fn peer_public_key(&self) -> Option<&[u8]> {
-        self.peer_public_key.as_deref()
+        self.phase.peer().map(|p| p.public_key.as_slice())
     }
 
     /// The peer's certificate (DER), once connected.
     pub fn peer_certificate(&self) -> Option<&[u8]> {
-        self.peer_certificate.as_deref()
+        self.phase.peer().map(|p| p.certificate.as_slice())
     }
 
     /// The negotiated cipher suite (OpenSSL name), once connected.
     pub fn cipher(&self) -> Option<&'static str> {
-        (self.state == State::Established).then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
+        (self.state() == State::Established).then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
     }
 
     /// The shortest valid encrypted record body for the negotiated suite: AES-GCM carries an
@@ -510,7 +504,7 @@ impl Engine {
 
     /// The negotiated protocol version ("DTLSv1.2"), once connected.
     pub fn protocol_version(&self) -> Option<&'static str> {
-        (self.state == State::Established).then(|| self.stream.ssl().version_str())
+        (self.state() == State::Established).then(|| self.stream.ssl().version_str())
     }
 
     /// Counters so far.
@@ -538,18 +532,23 @@ impl Engine {
         // The verify callback decided during the handshake; this re-check only guards against
         // OpenSSL skipping it, which would otherwise let an unverified peer through.
         let der = self.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
-        let verdict = match (&der, self.pin.verdict()) {
+        let verdict = match (der, self.pin.verdict()) {
             (None, _) => Err(VerificationFailure::NoCertificate),
-            (Some(der), Some(Ok(_)) | None) => self.pin.verdict_for(der),
+            (Some(der), Some(Ok(_)) | None) => self.pin.verdict_for(&der).map(|peer| (peer, der)),
             (Some(_), Some(Err(failure))) => Err(failure),
         };
         match verdict {
-            Ok(peer) => {
-                self.peer_node_id = Some(peer.node_id);
-                self.peer_public_key = Some(peer.public_key_der);
-                self.peer_certificate = der;
-                self.state = State::Established;
-                self.min_record_body = self.negotiated_min_record_body();
+            Ok((peer, certificate)) => {
+                self.phase = Phase::Established(Session {
+                    peer: Peer {
+                        node_id: peer.node_id,
+                        public_key: peer.public_key_der,
+                        certificate,
+                    },
+                    min_record_body: self.negotiated_min_record_body(),
+                    successor: None,
+                    successor_started: None,
+                });
                 // What this call wrote is our final flight (a server's ChangeCipherSpec and
                 // Finished): kept to answer the peer if it repeats its flight, having missed ours.
                 self.earlier_retransmissions += self.flight.take_retransmissions();
@@ -660,16 +659,44 @@ impl Engine {
     }
 
     fn end_handshake(&mut self, failure: HandshakeFailure) {
-        self.state = State::Failed;
+        self.phase = Phase::Failed;
         self.forget_flight();
         self.stream.get_mut().clear_incoming();
         self.events.push_back(Event::HandshakeFailed(failure));
     }
 
     fn close_with(&mut self, reason: CloseReason) {
-        if self.state == State::Established {
-            self.state = State::Closed;
-            self.events.push_back(Event::Closed(reason));
+        if self.state() != State::Established {
+            return;
+        }
+        let Phase::Established(session) = std::mem::replace(&mut self.phase, Phase::Closed { peer: None }) else {
+            return;
+        };
+        // A successor's datagrams still queued go out after ours, as they did while the
+        // session (and with it the successor) was kept after closing.
+        if let Some(mut successor) = session.successor {
+            for datagram in successor.stream.get_mut().take_outgoing() {
+                self.stream.get_mut().push_outgoing(datagram);
+            }
+        }
+        self.phase = Phase::Closed {
+            peer: Some(session.peer),
+        };
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// The established session, if there is one.
+    fn session(&self) -> Option<&Session> {
+        match &self.phase {
+            Phase::Established(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        match &mut self.phase {
+            Phase::Established(session) => Some(session),
+            _ => None,
         }
     }
 }

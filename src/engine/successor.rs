@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::phase::{Phase, Session};
 use super::{records, Engine, Event, State, HELLO_REQUESTS};
 use crate::config::Role;
 
@@ -36,7 +37,10 @@ impl Engine {
         };
         if opens {
             let hello = records::client_hello_random(datagram);
-            let same = self.successor.as_ref().is_some_and(|s| s.opened_by == hello);
+            let same = self
+                .session_mut()
+                .and_then(|s| s.successor.as_ref())
+                .is_some_and(|s| s.opened_by == hello);
             if !same && !self.begin_successor(now, hello) {
                 return true;
             }
@@ -45,7 +49,7 @@ impl Engine {
                 return true;
             }
         }
-        let Some(successor) = self.successor.as_mut() else {
+        let Some(successor) = self.session_mut().and_then(|s| s.successor.as_mut()) else {
             return opens;
         };
         if !records::is_handshake_traffic(datagram) {
@@ -60,7 +64,10 @@ impl Engine {
     /// costs a key exchange and, for a server, a flight sent to the peer's address).
     fn begin_successor(&mut self, now: Instant, opened_by: Option<[u8; 32]>) -> bool {
         let spacing = self.config.initial_retransmit_timeout.max(Duration::from_millis(100));
-        if self.successor_started.is_some_and(|t| now < t + spacing) {
+        let Some(session) = self.session() else {
+            return false;
+        };
+        if session.successor_started.is_some_and(|t| now < t + spacing) {
             return false;
         }
         let Ok(mut next) = Self::from_context(
@@ -73,14 +80,17 @@ impl Engine {
         };
         next.opened_by = opened_by;
         next.start(now);
-        self.successor_started = Some(now);
-        self.successor = Some(Box::new(next));
+        let Some(session) = self.session_mut() else {
+            return false;
+        };
+        session.successor_started = Some(now);
+        session.successor = Some(Box::new(next));
         true
     }
 
     /// Lets the new handshake's timers run.
     pub(super) fn successor_timeout(&mut self, now: Instant) {
-        if let Some(successor) = self.successor.as_mut() {
+        if let Some(successor) = self.session_mut().and_then(|s| s.successor.as_mut()) {
             successor.handle_timeout(now);
             self.settle_successor(now);
         }
@@ -88,10 +98,14 @@ impl Engine {
 
     /// Adopts the new handshake once it completed, or forgets it once it failed.
     fn settle_successor(&mut self, now: Instant) {
-        let Some(successor) = self.successor.as_mut() else {
+        let Phase::Established(Session {
+            successor: Some(successor),
+            ..
+        }) = &mut self.phase
+        else {
             return;
         };
-        match successor.state {
+        match successor.state() {
             State::Handshaking => {}
             State::Established => self.adopt_successor(now),
             State::Idle | State::Failed | State::Closed => {
@@ -99,13 +113,18 @@ impl Engine {
                 for datagram in successor.stream.get_mut().take_outgoing() {
                     self.stream.get_mut().push_outgoing(datagram);
                 }
-                self.successor = None;
+                if let Some(session) = self.session_mut() {
+                    session.successor = None;
+                }
             }
         }
     }
 
     fn adopt_successor(&mut self, now: Instant) {
-        let Some(mut next) = self.successor.take().map(|s| *s) else {
+        let Some(mut next) = self.session_mut().and_then(|s| s.successor.take()).map(|s| *s) else {
+            return;
+        };
+        let Phase::Established(theirs) = std::mem::replace(&mut next.phase, Phase::Failed) else {
             return;
         };
         // Its own answers (the final flight) still go out, after anything already queued.
@@ -123,14 +142,15 @@ impl Engine {
         self.earlier_retransmissions += next.earlier_retransmissions;
         self.pin = next.pin;
         self.timer = next.timer;
-        self.peer_node_id = next.peer_node_id;
-        self.peer_public_key = next.peer_public_key;
-        self.peer_certificate = next.peer_certificate;
-        self.min_record_body = next.min_record_body;
+        // The new session replaces ours whole (a successor has no successor of its own: it
+        // is adopted the moment it is established).
+        self.phase = Phase::Established(Session {
+            successor_started: Some(now),
+            ..theirs
+        });
         self.stats.handshake_duration = next.stats.handshake_duration;
         self.adopt_liveness(next.liveness, now);
         self.stats.peer_restarts += 1;
-        self.successor_started = Some(now);
         // Messages that came with its final flight follow the ones not read yet.
         self.events
             .extend(next.events.into_iter().filter(|e| *e != Event::Connected));
