@@ -38,7 +38,7 @@ use crate::trust::verifier::{self, Verifier};
 use crate::trust::Pin;
 use flight::Flight;
 use liveness::Liveness;
-use phase::{Peer, Phase, Session};
+use phase::{Handshake, HelloStage, Peer, Phase, Session};
 use pipe::DatagramPipe;
 use timer::TimerState;
 
@@ -76,40 +76,12 @@ pub struct Engine {
     expected_node_id: Pin,
     pin: Arc<Verifier>,
     timer: Arc<TimerState>,
-    /// This handshake's attempt number (see `restart`), from 1.
-    attempt: u32,
-    /// The last attempt's failure and how many attempts in a row failed that way.
-    last_failure: Option<(HandshakeFailure, u32)>,
-    /// Our fatal alert from the last failed attempt and how often it may still be repeated.
-    abort: Vec<Vec<u8>>,
-    abort_resends_left: u32,
-    /// A server whose attempt failed waits for a new ClientHello; anything else the peer
-    /// sends meanwhile belongs to the abandoned attempt.
-    awaiting_client_hello: bool,
-    /// When the current attempt started, if it is not the first and the peer has sent
-    /// nothing for it yet.
-    unanswered_since: Option<Instant>,
-    /// Datagrams that ended earlier attempts.
-    fatal_inputs: VecDeque<Vec<u8>>,
-    /// The sequence number given to the next epoch-0 record from the peer (see `records`).
-    next_epoch_zero_record: u64,
-    /// A server has taken in a ClientHello (before that, later-epoch records come from a
-    /// session the peer still has with our previous incarnation).
-    client_hello_seen: bool,
-    /// The client random of the ClientHello a server's current attempt answers.
-    answering: Option<[u8; 32]>,
-    /// Those of the attempts it abandoned (see `restart::admits_client_hello`).
-    abandoned_hellos: VecDeque<[u8; 32]>,
-    /// HelloRequests a fresh server may still send to such a peer.
-    hello_requests_left: u32,
     /// The ClientHello random that opened this engine, when it is a successor.
     opened_by: Option<[u8; 32]>,
     /// Retransmissions counted by the timers of earlier attempts.
     earlier_retransmissions: u64,
     early: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
-    started_at: Option<Instant>,
-    handshake_deadline: Option<Instant>,
     /// Our current flight and its retransmission schedule.
     flight: Flight,
     stats: Stats,
@@ -161,26 +133,15 @@ impl Engine {
             expected_node_id,
             pin,
             timer,
-            attempt: 1,
-            last_failure: None,
-            abort: Vec::new(),
-            abort_resends_left: 0,
-            awaiting_client_hello: false,
-            unanswered_since: None,
-            next_epoch_zero_record: 0,
-            fatal_inputs: VecDeque::new(),
-            client_hello_seen: false,
-            answering: None,
-            abandoned_hellos: VecDeque::new(),
-            hello_requests_left: HELLO_REQUESTS,
             opened_by: None,
             earlier_retransmissions: 0,
             early: VecDeque::new(),
             events: VecDeque::new(),
-            started_at: None,
-            handshake_deadline: None,
             flight: Flight::default(),
-            stats: Stats::default(),
+            stats: Stats {
+                handshake_attempts: 1,
+                ..Stats::default()
+            },
             liveness: Liveness::default(),
         })
     }
@@ -212,9 +173,7 @@ impl Engine {
         if self.state() != State::Idle {
             return;
         }
-        self.phase = Phase::Handshaking;
-        self.started_at = Some(now);
-        self.handshake_deadline = Some(now + self.config.handshake_timeout);
+        self.phase = Phase::Handshaking(Handshake::new(self.role, now, now + self.config.handshake_timeout));
         self.drive_handshake(now);
         while let Some(datagram) = self.early.pop_front() {
             self.process(now, datagram);
@@ -243,65 +202,9 @@ impl Engine {
         self.process(now, datagram.to_vec());
     }
 
-    fn process(&mut self, now: Instant, mut datagram: Vec<u8>) {
+    fn process(&mut self, now: Instant, datagram: Vec<u8>) {
         match &self.phase {
-            Phase::Handshaking => {
-                if !self.admits_client_hello(&datagram) {
-                    return self.repeat_abort();
-                }
-                if self.awaiting_client_hello {
-                    if !records::starts_with_client_hello(&datagram) {
-                        return self.repeat_abort();
-                    }
-                    self.awaiting_client_hello = false;
-                    self.abort_resends_left = 0;
-                }
-                if self.role == Role::Server && !self.client_hello_seen {
-                    if !records::is_epoch_zero(&datagram) {
-                        return self.ask_for_new_handshake();
-                    }
-                    self.client_hello_seen = records::starts_with_client_hello(&datagram);
-                }
-                if records::has_impossible_epoch_zero_record(&datagram) {
-                    self.stats.dropped_invalid += 1;
-                    return;
-                }
-                // A copy of what ended an earlier attempt (the peer repeating its alert, or the
-                // link duplicating it) must not end this one too. A peer that sends its flight
-                // again may have missed our alert and still run that attempt: tell it again
-                // (bounded). A server waiting for a ClientHello does that above; this is where a
-                // client does, which a server answering a replayed ClientHello relies on.
-                if self.fatal_inputs.contains(&datagram) {
-                    return self.repeat_abort();
-                }
-                self.unanswered_since = None;
-                let attempt = self.attempt;
-                let original = datagram.clone();
-                let repeat = self.flight.hear(records::repeat_key(&original));
-                let unsent = self.stream.get_ref().outgoing_len();
-                if self.role == Role::Server && self.answering.is_none() {
-                    self.answering = records::client_hello_random(&datagram);
-                }
-                records::renumber_epoch_zero(&mut datagram, &mut self.next_epoch_zero_record);
-                // A repeat still goes to OpenSSL: the first copy may have come too early to
-                // be used (a ChangeCipherSpec before the messages it follows is dropped).
-                self.stream.get_mut().push_incoming(datagram);
-                self.drive_handshake(now);
-                // The peer sent this before and OpenSSL had nothing new to say: the peer
-                // repeats its flight because ours, which answered it, was lost. Sending ours
-                // now saves the rest of our own timeout. (OpenSSL answers only a repeated
-                // Finished, and only from a peer that renumbered it.)
-                let progressed = self.stream.get_ref().outgoing_len() != unsent;
-                if repeat && !progressed && self.attempt == attempt && self.flight.awaits_answer() {
-                    let _ = self.answer_repeat(now);
-                }
-                if self.attempt != attempt {
-                    if self.fatal_inputs.len() == restart::MAX_ATTEMPTS as usize {
-                        self.fatal_inputs.pop_front();
-                    }
-                    self.fatal_inputs.push_back(original);
-                }
-            }
+            Phase::Handshaking(_) => self.process_handshake(now, datagram),
             Phase::Established(_) => {
                 if self.route_new_handshake(now, &datagram) {
                     return;
@@ -340,25 +243,97 @@ impl Engine {
         }
     }
 
+    fn process_handshake(&mut self, now: Instant, mut datagram: Vec<u8>) {
+        if !self.admits_client_hello(&datagram) {
+            return self.repeat_abort();
+        }
+        let Phase::Handshaking(handshake) = &mut self.phase else {
+            return;
+        };
+        if let Some(hellos) = &mut handshake.hellos {
+            match hellos.stage {
+                HelloStage::AwaitingRetry => {
+                    if !records::starts_with_client_hello(&datagram) {
+                        return self.repeat_abort();
+                    }
+                    hellos.stage = HelloStage::Seen;
+                    handshake.abort_resends_left = 0;
+                }
+                HelloStage::Unseen { .. } => {
+                    if !records::is_epoch_zero(&datagram) {
+                        return self.ask_for_new_handshake();
+                    }
+                    if records::starts_with_client_hello(&datagram) {
+                        hellos.stage = HelloStage::Seen;
+                    }
+                }
+                HelloStage::Seen => {}
+            }
+        }
+        if records::has_impossible_epoch_zero_record(&datagram) {
+            self.stats.dropped_invalid += 1;
+            return;
+        }
+        // A copy of what ended an earlier attempt (the peer repeating its alert, or the
+        // link duplicating it) must not end this one too. A peer that sends its flight
+        // again may have missed our alert and still run that attempt: tell it again
+        // (bounded). A server waiting for a ClientHello does that above; this is where a
+        // client does, which a server answering a replayed ClientHello relies on.
+        if handshake.fatal_inputs.contains(&datagram) {
+            return self.repeat_abort();
+        }
+        handshake.unanswered_since = None;
+        let attempt = self.stats.handshake_attempts;
+        let original = datagram.clone();
+        let repeat = self.flight.hear(records::repeat_key(&original));
+        let unsent = self.stream.get_ref().outgoing_len();
+        if let Some(hellos) = &mut handshake.hellos {
+            if hellos.answering.is_none() {
+                hellos.answering = records::client_hello_random(&datagram);
+            }
+        }
+        records::renumber_epoch_zero(&mut datagram, &mut handshake.next_epoch_zero_record);
+        // A repeat still goes to OpenSSL: the first copy may have come too early to
+        // be used (a ChangeCipherSpec before the messages it follows is dropped).
+        self.stream.get_mut().push_incoming(datagram);
+        self.drive_handshake(now);
+        // The peer sent this before and OpenSSL had nothing new to say: the peer
+        // repeats its flight because ours, which answered it, was lost. Sending ours
+        // now saves the rest of our own timeout. (OpenSSL answers only a repeated
+        // Finished, and only from a peer that renumbered it.)
+        let progressed = self.stream.get_ref().outgoing_len() != unsent;
+        let restarted = self.stats.handshake_attempts != attempt;
+        if repeat && !progressed && !restarted && self.flight.awaits_answer() {
+            let _ = self.answer_repeat(now);
+        }
+        if let (true, Phase::Handshaking(handshake)) = (restarted, &mut self.phase) {
+            if handshake.fatal_inputs.len() == restart::MAX_ATTEMPTS as usize {
+                handshake.fatal_inputs.pop_front();
+            }
+            handshake.fatal_inputs.push_back(original);
+        }
+    }
+
     /// Retransmits or gives up when a deadline from `poll_timeout` has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
         if self.state() == State::Established {
             self.successor_timeout(now);
             return self.liveness_timeout(now);
         }
-        if self.state() != State::Handshaking {
+        let Phase::Handshaking(handshake) = &mut self.phase else {
             return;
-        }
-        if let Some(at) = self.unanswered_restart_ends() {
-            if now >= at {
-                // The peer did not take part in the new attempt: it gave up after the last
-                // one (a one-shot peer such as OpenSSL's tools does), so report why that failed.
-                if let Some((failure, _)) = self.last_failure.take() {
-                    return self.end_handshake(failure);
-                }
+        };
+        if handshake
+            .unanswered_restart_ends(&self.config)
+            .is_some_and(|at| now >= at)
+        {
+            // The peer did not take part in the new attempt: it gave up after the last
+            // one (a one-shot peer such as OpenSSL's tools does), so report why that failed.
+            if let Some((failure, _)) = handshake.last_failure.take() {
+                return self.end_handshake(failure);
             }
         }
-        if self.handshake_deadline.is_some_and(|d| now >= d) {
+        if now >= handshake.deadline {
             return self.end_handshake(HandshakeFailure::Timeout);
         }
         if let Some(datagrams) = self.flight.due(now, self.config.max_retransmit_timeout) {
@@ -439,13 +414,13 @@ impl Engine {
             let successor = session.successor.as_ref().and_then(|s| s.poll_timeout());
             return [successor, self.liveness_deadline()].into_iter().flatten().min();
         }
-        if self.state() != State::Handshaking {
+        let Phase::Handshaking(handshake) = &self.phase else {
             return None;
-        }
+        };
         [
             self.flight.deadline(),
-            self.handshake_deadline,
-            self.unanswered_restart_ends(),
+            Some(handshake.deadline),
+            handshake.unanswered_restart_ends(&self.config),
         ]
         .into_iter()
         .flatten()
@@ -511,7 +486,6 @@ impl Engine {
     pub fn stats(&self) -> Stats {
         Stats {
             retransmissions: self.retransmissions(),
-            handshake_attempts: u64::from(self.attempt),
             ..self.stats.clone()
         }
     }
@@ -539,6 +513,10 @@ impl Engine {
         };
         match verdict {
             Ok((peer, certificate)) => {
+                let started_at = match &self.phase {
+                    Phase::Handshaking(handshake) => Some(handshake.started_at),
+                    _ => None,
+                };
                 self.phase = Phase::Established(Session {
                     peer: Peer {
                         node_id: peer.node_id,
@@ -554,7 +532,7 @@ impl Engine {
                 self.earlier_retransmissions += self.flight.take_retransmissions();
                 let last = self.stream.get_ref().outgoing_since(unsent);
                 self.flight.last(now, last, self.config.initial_retransmit_timeout);
-                self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
+                self.stats.handshake_duration = started_at.map(|t| now.saturating_duration_since(t));
                 self.liveness_established(now);
                 self.events.push_back(Event::Connected);
                 // Records that arrived with the final flight.

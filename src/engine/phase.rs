@@ -2,22 +2,108 @@
 //! combination no phase has (a peer identity while handshaking, a successor before the
 //! session exists) cannot be written. [`State`] is what callers see of it.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
-use super::{Engine, State};
+use super::output::HandshakeFailure;
+use super::restart::MAX_ATTEMPTS;
+use super::{Engine, Role, State, HELLO_REQUESTS};
 
 /// The engine's phase and what belongs to it.
 pub(super) enum Phase {
     /// Created; not started.
     Idle,
     /// A handshake is under way.
-    Handshaking,
+    Handshaking(Handshake),
     /// A verified session.
     Established(Session),
     /// The handshake failed.
     Failed,
     /// Ended: after a session (whose peer stays readable), or before one was started.
     Closed { peer: Option<Peer> },
+}
+
+/// A handshake under way: its deadline and what its failed attempts left behind (see
+/// `restart`). The attempt count itself is `Stats::handshake_attempts`, which outlives it.
+pub(super) struct Handshake {
+    pub(super) started_at: Instant,
+    pub(super) deadline: Instant,
+    /// The last attempt's failure and how many attempts in a row failed that way.
+    pub(super) last_failure: Option<(HandshakeFailure, u32)>,
+    /// Our fatal alert from the last failed attempt and how often it may still be repeated.
+    pub(super) abort: Vec<Vec<u8>>,
+    pub(super) abort_resends_left: u32,
+    /// When the current attempt started, if it is not the first and the peer has sent
+    /// nothing for it yet.
+    pub(super) unanswered_since: Option<Instant>,
+    /// Datagrams that ended earlier attempts.
+    pub(super) fatal_inputs: VecDeque<Vec<u8>>,
+    /// The sequence number given to the next epoch-0 record from the peer (see `records`).
+    pub(super) next_epoch_zero_record: u64,
+    /// A server's view of the ClientHellos; `None` for a client.
+    pub(super) hellos: Option<ServerHellos>,
+}
+
+/// What a server knows of the ClientHellos of its handshake.
+pub(super) struct ServerHellos {
+    pub(super) stage: HelloStage,
+    /// The client random of the ClientHello the current attempt answers.
+    pub(super) answering: Option<[u8; 32]>,
+    /// Those of the attempts it abandoned (see `restart::admits_client_hello`).
+    pub(super) abandoned: VecDeque<[u8; 32]>,
+}
+
+/// Where a server is in waiting for a ClientHello.
+///
+/// An attempt that fails moves the server to `AwaitingRetry` whether or not a ClientHello was
+/// seen before (a fresh server fails too, on an epoch-0 record that is no ClientHello): the
+/// ClientHello that ends the wait is the first one seen either way.
+pub(super) enum HelloStage {
+    /// None taken in yet: later-epoch records come from a session the peer still has with our
+    /// previous incarnation, and each costs one of these HelloRequests (see `successor`).
+    Unseen { hello_requests_left: u32 },
+    /// An attempt failed: only a new ClientHello starts the next; anything else the peer
+    /// sends belongs to the abandoned attempt.
+    AwaitingRetry,
+    /// A ClientHello was taken in.
+    Seen,
+}
+
+impl Handshake {
+    /// A handshake started at `started_at` that must finish by `deadline`.
+    pub(super) fn new(role: Role, started_at: Instant, deadline: Instant) -> Self {
+        Self {
+            started_at,
+            deadline,
+            last_failure: None,
+            abort: Vec::new(),
+            abort_resends_left: 0,
+            unanswered_since: None,
+            fatal_inputs: VecDeque::new(),
+            next_epoch_zero_record: 0,
+            hellos: (role == Role::Server).then(|| ServerHellos {
+                stage: HelloStage::Unseen {
+                    hello_requests_left: HELLO_REQUESTS,
+                },
+                answering: None,
+                abandoned: VecDeque::new(),
+            }),
+        }
+    }
+}
+
+impl ServerHellos {
+    /// The current attempt failed: its ClientHello is never answered again, and the next
+    /// attempt waits for a new one.
+    pub(super) fn abandon_attempt(&mut self) {
+        if let Some(random) = self.answering.take() {
+            if self.abandoned.len() == MAX_ATTEMPTS as usize {
+                self.abandoned.pop_front();
+            }
+            self.abandoned.push_back(random);
+        }
+        self.stage = HelloStage::AwaitingRetry;
+    }
 }
 
 /// The verified peer of a session.
@@ -46,7 +132,7 @@ impl Phase {
     pub(super) fn state(&self) -> State {
         match self {
             Self::Idle => State::Idle,
-            Self::Handshaking => State::Handshaking,
+            Self::Handshaking(_) => State::Handshaking,
             Self::Established(_) => State::Established,
             Self::Failed => State::Failed,
             Self::Closed { .. } => State::Closed,
@@ -58,7 +144,7 @@ impl Phase {
         match self {
             Self::Established(session) => Some(&session.peer),
             Self::Closed { peer } => peer.as_ref(),
-            Self::Idle | Self::Handshaking | Self::Failed => None,
+            Self::Idle | Self::Handshaking(_) | Self::Failed => None,
         }
     }
 }

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::phase::{Phase, Session};
+use super::phase::{Handshake, HelloStage, Phase, ServerHellos, Session};
 use super::{records, Engine, Event, State, HELLO_REQUESTS};
 use crate::config::Role;
 
@@ -160,9 +160,20 @@ impl Engine {
     /// Ask it for a new handshake (bounded; see `successor`).
     pub(super) fn ask_for_new_handshake(&mut self) {
         self.stats.dropped_stale_handshake += 1;
-        if self.hello_requests_left > 0 {
-            self.hello_requests_left -= 1;
-            let seq = u64::from(HELLO_REQUESTS - self.hello_requests_left);
+        let Phase::Handshaking(Handshake {
+            hellos:
+                Some(ServerHellos {
+                    stage: HelloStage::Unseen { hello_requests_left },
+                    ..
+                }),
+            ..
+        }) = &mut self.phase
+        else {
+            return;
+        };
+        if *hello_requests_left > 0 {
+            *hello_requests_left -= 1;
+            let seq = u64::from(HELLO_REQUESTS - *hello_requests_left);
             self.stream.get_mut().push_outgoing(records::hello_request(seq));
         }
     }
