@@ -80,7 +80,6 @@ pub struct Engine {
     opened_by: Option<[u8; 32]>,
     /// Retransmissions counted by the timers of earlier attempts.
     earlier_retransmissions: u64,
-    early: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
     /// Our current flight and its retransmission schedule.
     flight: Flight,
@@ -128,14 +127,13 @@ impl Engine {
             stream,
             role,
             config,
-            phase: Phase::Idle,
+            phase: Phase::Idle { early: VecDeque::new() },
             context,
             expected_node_id,
             pin,
             timer,
             opened_by: None,
             earlier_retransmissions: 0,
-            early: VecDeque::new(),
             events: VecDeque::new(),
             flight: Flight::default(),
             stats: Stats {
@@ -173,9 +171,12 @@ impl Engine {
         if self.state() != State::Idle {
             return;
         }
-        self.phase = Phase::Handshaking(Handshake::new(self.role, now, now + self.config.handshake_timeout));
+        let handshake = Handshake::new(self.role, now, now + self.config.handshake_timeout);
+        let Phase::Idle { early } = std::mem::replace(&mut self.phase, Phase::Handshaking(handshake)) else {
+            return;
+        };
         self.drive_handshake(now);
-        while let Some(datagram) = self.early.pop_front() {
+        for datagram in early {
             self.process(now, datagram);
         }
     }
@@ -191,9 +192,9 @@ impl Engine {
             self.stats.dropped_not_dtls += 1;
             return;
         }
-        if self.state() == State::Idle {
-            if self.early.len() < EARLY_DATAGRAMS {
-                self.early.push_back(datagram.to_vec());
+        if let Phase::Idle { early } = &mut self.phase {
+            if early.len() < EARLY_DATAGRAMS {
+                early.push_back(datagram.to_vec());
             } else {
                 self.stats.dropped_early += 1;
             }
@@ -239,7 +240,7 @@ impl Engine {
                     self.stats.dropped_invalid += 1;
                 }
             }
-            Phase::Idle | Phase::Failed | Phase::Closed { .. } => self.stats.dropped_after_close += 1,
+            Phase::Idle { .. } | Phase::Failed | Phase::Closed { .. } => self.stats.dropped_after_close += 1,
         }
     }
 

@@ -11,8 +11,9 @@ use super::{Engine, Role, State, HELLO_REQUESTS};
 
 /// The engine's phase and what belongs to it.
 pub(super) enum Phase {
-    /// Created; not started.
-    Idle,
+    /// Created; not started. The peer may start first: its datagrams wait here (bounded,
+    /// `EARLY_DATAGRAMS`) and are taken in by `start`.
+    Idle { early: VecDeque<Vec<u8>> },
     /// A handshake is under way.
     Handshaking(Handshake),
     /// A verified session.
@@ -131,7 +132,7 @@ impl Phase {
     /// What callers see of the phase.
     pub(super) fn state(&self) -> State {
         match self {
-            Self::Idle => State::Idle,
+            Self::Idle { .. } => State::Idle,
             Self::Handshaking(_) => State::Handshaking,
             Self::Established(_) => State::Established,
             Self::Failed => State::Failed,
@@ -144,7 +145,7 @@ impl Phase {
         match self {
             Self::Established(session) => Some(&session.peer),
             Self::Closed { peer } => peer.as_ref(),
-            Self::Idle | Self::Handshaking(_) | Self::Failed => None,
+            Self::Idle { .. } | Self::Handshaking(_) | Self::Failed => None,
         }
     }
 }
