@@ -42,8 +42,13 @@ use phase::{Handshake, HelloStage, Peer, Phase, Session};
 use pipe::DatagramPipe;
 use timer::TimerState;
 
-/// One attempt's OpenSSL session with the verifier and timer state its callbacks share.
-type Attempt = (SslStream<DatagramPipe>, Arc<Verifier>, Arc<TimerState>);
+/// One attempt's OpenSSL session with the verifier and timer state its callbacks share: a
+/// new attempt, or an adopted successor, replaces all three at once.
+struct Tls {
+    stream: SslStream<DatagramPipe>,
+    pin: Arc<Verifier>,
+    timer: Arc<TimerState>,
+}
 
 /// Datagrams kept while `Idle` (the peer may start before we do).
 const EARLY_DATAGRAMS: usize = 64;
@@ -67,22 +72,21 @@ pub fn looks_like_dtls(datagram: &[u8]) -> bool {
 
 /// One DTLS 1.2 association with one peer.
 pub struct Engine {
-    stream: SslStream<DatagramPipe>,
+    /// The current attempt's OpenSSL session (or the adopted successor's).
+    tls: Tls,
     role: Role,
     config: Config,
+    /// Where the engine is in its life, with the data that exists only there (see `phase`).
     phase: Phase,
     context: SslContext,
     /// Whom this engine accepts, and the scheme that names the peer.
     expected_node_id: Pin,
-    pin: Arc<Verifier>,
-    timer: Arc<TimerState>,
-    /// The ClientHello random that opened this engine, when it is a successor.
-    opened_by: Option<[u8; 32]>,
     /// Retransmissions counted by the timers of earlier attempts.
     earlier_retransmissions: u64,
     events: VecDeque<Event>,
     /// Our current flight and its retransmission schedule.
     flight: Flight,
+    /// Counters over the engine's life; `handshake_attempts` is also what `restart` counts.
     stats: Stats,
     liveness: Liveness,
 }
@@ -121,18 +125,15 @@ impl Engine {
         expected_node_id: Pin,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        let (stream, pin, timer) = Self::attempt_session(&context, role, &config, &expected_node_id)
+        let tls = Self::attempt_session(&context, role, &config, &expected_node_id)
             .map_err(|e| ConfigError::OpenSsl(e.to_string()))?;
         Ok(Self {
-            stream,
+            tls,
             role,
             config,
             phase: Phase::Idle { early: VecDeque::new() },
             context,
             expected_node_id,
-            pin,
-            timer,
-            opened_by: None,
             earlier_retransmissions: 0,
             events: VecDeque::new(),
             flight: Flight::default(),
@@ -150,7 +151,7 @@ impl Engine {
         role: Role,
         config: &Config,
         expected_node_id: &Pin,
-    ) -> Result<Attempt, openssl::error::ErrorStack> {
+    ) -> Result<Tls, openssl::error::ErrorStack> {
         let mut ssl = Ssl::new(context)?;
         // `new` checked that the MTU fits.
         ssl.set_mtu(u32::try_from(config.mtu).unwrap_or(u32::MAX))?;
@@ -162,7 +163,8 @@ impl Engine {
         timer::install(&mut ssl, timer.clone());
         let pin = Arc::new(Verifier::new(expected_node_id.clone()));
         verifier::install(&mut ssl, pin.clone());
-        Ok((SslStream::new(ssl, DatagramPipe::default())?, pin, timer))
+        let stream = SslStream::new(ssl, DatagramPipe::default())?;
+        Ok(Tls { stream, pin, timer })
     }
 
     /// Begins the handshake; the handshake timeout counts from `now`. Datagrams received
@@ -223,8 +225,8 @@ impl Engine {
                     self.stats.dropped_invalid += 1;
                     return;
                 }
-                self.stream.get_mut().push_incoming(datagram);
-                let answers = self.stream.get_ref().outgoing_len();
+                self.tls.stream.get_mut().push_incoming(datagram);
+                let answers = self.tls.stream.get_ref().outgoing_len();
                 let delivered = self.read_records();
                 if delivered > 0 {
                     self.liveness.heard(now);
@@ -235,7 +237,7 @@ impl Engine {
                 // peer's last flight gets ours again): OpenSSL discarded it, whatever its type.
                 if delivered == 0
                     && self.state() == State::Established
-                    && self.stream.get_ref().outgoing_len() == answers
+                    && self.tls.stream.get_ref().outgoing_len() == answers
                 {
                     self.stats.dropped_invalid += 1;
                 }
@@ -287,7 +289,7 @@ impl Engine {
         let attempt = self.stats.handshake_attempts;
         let original = datagram.clone();
         let repeat = self.flight.hear(records::repeat_key(&original));
-        let unsent = self.stream.get_ref().outgoing_len();
+        let unsent = self.tls.stream.get_ref().outgoing_len();
         if let Some(hellos) = &mut handshake.hellos {
             if hellos.answering.is_none() {
                 hellos.answering = records::client_hello_random(&datagram);
@@ -296,13 +298,13 @@ impl Engine {
         records::renumber_epoch_zero(&mut datagram, &mut handshake.next_epoch_zero_record);
         // A repeat still goes to OpenSSL: the first copy may have come too early to
         // be used (a ChangeCipherSpec before the messages it follows is dropped).
-        self.stream.get_mut().push_incoming(datagram);
+        self.tls.stream.get_mut().push_incoming(datagram);
         self.drive_handshake(now);
         // The peer sent this before and OpenSSL had nothing new to say: the peer
         // repeats its flight because ours, which answered it, was lost. Sending ours
         // now saves the rest of our own timeout. (OpenSSL answers only a repeated
         // Finished, and only from a peer that renumbered it.)
-        let progressed = self.stream.get_ref().outgoing_len() != unsent;
+        let progressed = self.tls.stream.get_ref().outgoing_len() != unsent;
         let restarted = self.stats.handshake_attempts != attempt;
         if repeat && !progressed && !restarted && self.flight.awaits_answer() {
             let _ = self.answer_repeat(now);
@@ -339,7 +341,7 @@ impl Engine {
         }
         if let Some(datagrams) = self.flight.due(now, self.config.max_retransmit_timeout) {
             for datagram in datagrams {
-                self.stream.get_mut().push_outgoing(datagram);
+                self.tls.stream.get_mut().push_outgoing(datagram);
             }
             self.liveness.flight_sent(now, true);
         }
@@ -362,7 +364,7 @@ impl Engine {
         if message.is_empty() {
             return Err(SendError::Empty);
         }
-        match self.stream.ssl_write(message) {
+        match self.tls.stream.ssl_write(message) {
             Ok(_) => {
                 self.stats.messages_out += 1;
                 Ok(())
@@ -379,11 +381,11 @@ impl Engine {
         match self.state() {
             State::Idle => self.phase = Phase::Closed { peer: None },
             State::Handshaking => {
-                let _ = self.stream.shutdown();
+                let _ = self.tls.stream.shutdown();
                 self.end_handshake(HandshakeFailure::Closed);
             }
             State::Established => {
-                let _ = self.stream.shutdown();
+                let _ = self.tls.stream.shutdown();
                 self.close_with(CloseReason::LocalClose);
             }
             State::Failed | State::Closed => {}
@@ -392,10 +394,12 @@ impl Engine {
 
     /// The next datagram to send to the peer.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let datagram = match self.stream.get_mut().pop_outgoing() {
+        let datagram = match self.tls.stream.get_mut().pop_outgoing() {
             Some(datagram) => datagram,
             None => match &mut self.phase {
-                Phase::Established(session) => session.successor.as_mut()?.stream.get_mut().pop_outgoing()?,
+                Phase::Established(session) => {
+                    (session.successor.as_mut()?.engine.tls.stream.get_mut()).pop_outgoing()?
+                }
                 _ => return None,
             },
         };
@@ -412,7 +416,7 @@ impl Engine {
     /// When `handle_timeout` must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if let Phase::Established(session) = &self.phase {
-            let successor = session.successor.as_ref().and_then(|s| s.poll_timeout());
+            let successor = session.successor.as_ref().and_then(|s| s.engine.poll_timeout());
             return [successor, self.liveness_deadline()].into_iter().flatten().min();
         }
         let Phase::Handshaking(handshake) = &self.phase else {
@@ -465,14 +469,14 @@ impl Engine {
 
     /// The negotiated cipher suite (OpenSSL name), once connected.
     pub fn cipher(&self) -> Option<&'static str> {
-        (self.state() == State::Established).then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
+        (self.state() == State::Established).then(|| self.tls.stream.ssl().current_cipher().map(|c| c.name()))?
     }
 
     /// The shortest valid encrypted record body for the negotiated suite: AES-GCM carries an
     /// 8-byte explicit nonce and a 16-byte tag, ChaCha20-Poly1305 only the tag. Read once at
     /// connection, not per datagram.
     fn negotiated_min_record_body(&self) -> usize {
-        match self.stream.ssl().current_cipher().map(|c| c.name()) {
+        match self.tls.stream.ssl().current_cipher().map(|c| c.name()) {
             Some(name) if name.contains("GCM") => 24,
             _ => 16,
         }
@@ -480,7 +484,7 @@ impl Engine {
 
     /// The negotiated protocol version ("DTLSv1.2"), once connected.
     pub fn protocol_version(&self) -> Option<&'static str> {
-        (self.state() == State::Established).then(|| self.stream.ssl().version_str())
+        (self.state() == State::Established).then(|| self.tls.stream.ssl().version_str())
     }
 
     /// Counters so far.
@@ -492,8 +496,8 @@ impl Engine {
     }
 
     fn drive_handshake(&mut self, now: Instant) {
-        let unsent = self.stream.get_ref().outgoing_len();
-        match self.stream.do_handshake() {
+        let unsent = self.tls.stream.get_ref().outgoing_len();
+        match self.tls.stream.do_handshake() {
             Ok(()) => self.connected(now, unsent),
             Err(e) if e.code() == ErrorCode::WANT_READ => self.sync_timer(now, unsent),
             Err(e) => {
@@ -506,10 +510,10 @@ impl Engine {
     fn connected(&mut self, now: Instant, unsent: usize) {
         // The verify callback decided during the handshake; this re-check only guards against
         // OpenSSL skipping it, which would otherwise let an unverified peer through.
-        let der = self.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
-        let verdict = match (der, self.pin.verdict()) {
+        let der = self.tls.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
+        let verdict = match (der, self.tls.pin.verdict()) {
             (None, _) => Err(VerificationFailure::NoCertificate),
-            (Some(der), Some(Ok(_)) | None) => self.pin.verdict_for(&der).map(|peer| (peer, der)),
+            (Some(der), Some(Ok(_)) | None) => self.tls.pin.verdict_for(&der).map(|peer| (peer, der)),
             (Some(_), Some(Err(failure))) => Err(failure),
         };
         match verdict {
@@ -531,7 +535,7 @@ impl Engine {
                 // What this call wrote is our final flight (a server's ChangeCipherSpec and
                 // Finished): kept to answer the peer if it repeats its flight, having missed ours.
                 self.earlier_retransmissions += self.flight.take_retransmissions();
-                let last = self.stream.get_ref().outgoing_since(unsent);
+                let last = self.tls.stream.get_ref().outgoing_since(unsent);
                 self.flight.last(now, last, self.config.initial_retransmit_timeout);
                 self.stats.handshake_duration = started_at.map(|t| now.saturating_duration_since(t));
                 self.liveness_established(now);
@@ -540,7 +544,7 @@ impl Engine {
                 self.read_records();
             }
             Err(failure) => {
-                let _ = self.stream.shutdown();
+                let _ = self.tls.stream.shutdown();
                 self.fail(now, HandshakeFailure::PeerVerification(failure));
             }
         }
@@ -554,7 +558,7 @@ impl Engine {
     fn read_records_into(&mut self, buffer: &mut [u8]) -> usize {
         let mut delivered = 0;
         loop {
-            match self.stream.ssl_read(buffer) {
+            match self.tls.stream.ssl_read(buffer) {
                 Ok(0) => {}
                 Ok(n) => {
                     delivered += 1;
@@ -564,7 +568,7 @@ impl Engine {
                 Err(e) if e.code() == ErrorCode::WANT_READ => break,
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
                     // Answer close_notify with ours, as RFC 5246 7.2.1 asks.
-                    let _ = self.stream.shutdown();
+                    let _ = self.tls.stream.shutdown();
                     self.close_with(CloseReason::PeerClosed);
                     break;
                 }
@@ -578,21 +582,21 @@ impl Engine {
                 }
             }
         }
-        self.stream.get_mut().clear_incoming();
+        self.tls.stream.get_mut().clear_incoming();
         delivered
     }
 
     /// Takes note of what OpenSSL did in one call, after the first `unsent` datagrams queued:
     /// a new flight to keep and schedule, or an answer from the peer that ends the schedule.
     fn sync_timer(&mut self, now: Instant, unsent: usize) {
-        if self.timer.take_flight_start() {
-            let datagrams = self.stream.get_ref().outgoing_since(unsent);
+        if self.tls.timer.take_flight_start() {
+            let datagrams = self.tls.stream.get_ref().outgoing_since(unsent);
             self.flight
                 .start(now, datagrams, self.config.initial_retransmit_timeout);
             // A flight sent twice from the start (the attempt has seen loss) gives no sample.
             self.liveness.flight_sent(now, self.flight.copy_pending());
         }
-        if !timer::is_running(self.stream.ssl()) {
+        if !timer::is_running(self.tls.stream.ssl()) {
             self.flight.answered();
         }
     }
@@ -615,14 +619,14 @@ impl Engine {
             return false;
         };
         for datagram in datagrams {
-            self.stream.get_mut().push_outgoing(datagram);
+            self.tls.stream.get_mut().push_outgoing(datagram);
         }
         self.liveness.flight_sent(now, true);
         true
     }
 
     fn classify(&self, e: &openssl::ssl::Error) -> HandshakeFailure {
-        if let Some(Err(failure)) = self.pin.verdict() {
+        if let Some(Err(failure)) = self.tls.pin.verdict() {
             return HandshakeFailure::PeerVerification(failure);
         }
         if let Some(code) = alert_received(e) {
@@ -640,7 +644,7 @@ impl Engine {
     fn end_handshake(&mut self, failure: HandshakeFailure) {
         self.phase = Phase::Failed;
         self.forget_flight();
-        self.stream.get_mut().clear_incoming();
+        self.tls.stream.get_mut().clear_incoming();
         self.events.push_back(Event::HandshakeFailed(failure));
     }
 
@@ -654,8 +658,8 @@ impl Engine {
         // A successor's datagrams still queued go out after ours, as they did while the
         // session (and with it the successor) was kept after closing.
         if let Some(mut successor) = session.successor {
-            for datagram in successor.stream.get_mut().take_outgoing() {
-                self.stream.get_mut().push_outgoing(datagram);
+            for datagram in successor.engine.tls.stream.get_mut().take_outgoing() {
+                self.tls.stream.get_mut().push_outgoing(datagram);
             }
         }
         self.phase = Phase::Closed {

@@ -123,9 +123,16 @@ pub(super) struct Session {
     /// The shortest encrypted record body the negotiated suite allows (see `records`).
     pub(super) min_record_body: usize,
     /// A new handshake the peer started while this session is established (`successor`).
-    pub(super) successor: Option<Box<Engine>>,
+    pub(super) successor: Option<Successor>,
     /// When the last successor started (or was adopted), to space them out.
     pub(super) successor_started: Option<Instant>,
+}
+
+/// A new handshake beside an established session, in an engine of its own.
+pub(super) struct Successor {
+    pub(super) engine: Box<Engine>,
+    /// The ClientHello random that opened it (none when our client answers a HelloRequest).
+    pub(super) opened_by: Option<[u8; 32]>,
 }
 
 impl Phase {

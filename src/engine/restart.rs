@@ -65,8 +65,8 @@ impl Engine {
             return self.end_handshake(failure);
         }
         match Self::attempt_session(&self.context, self.role, &self.config, &self.expected_node_id) {
-            Ok((stream, pin, timer)) => {
-                let mut old = std::mem::replace(&mut self.stream, stream);
+            Ok(tls) => {
+                let mut old = std::mem::replace(&mut self.tls, tls).stream;
                 // The old attempt's fatal alert still goes out, first; it tells the peer to
                 // start again too. Anything else it left unsent belongs to a dead attempt.
                 let mut abort: Vec<Vec<u8>> = (old.get_mut().take_outgoing().into_iter())
@@ -80,10 +80,8 @@ impl Engine {
                     records::renumber_epoch_zero(datagram, &mut tag);
                 }
                 for datagram in &abort {
-                    self.stream.get_mut().push_outgoing(datagram.clone());
+                    self.tls.stream.get_mut().push_outgoing(datagram.clone());
                 }
-                self.pin = pin;
-                self.timer = timer;
                 self.stats.handshake_attempts += 1;
                 if let Phase::Handshaking(handshake) = &mut self.phase {
                     handshake.abort = abort;
@@ -115,7 +113,7 @@ impl Engine {
         }
         handshake.abort_resends_left -= 1;
         for datagram in &handshake.abort {
-            self.stream.get_mut().push_outgoing(datagram.clone());
+            self.tls.stream.get_mut().push_outgoing(datagram.clone());
         }
     }
 

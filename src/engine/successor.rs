@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::phase::{Handshake, HelloStage, Phase, ServerHellos, Session};
+use super::phase::{Handshake, HelloStage, Phase, ServerHellos, Session, Successor};
 use super::{records, Engine, Event, State, HELLO_REQUESTS};
 use crate::config::Role;
 
@@ -55,7 +55,7 @@ impl Engine {
         if !records::is_handshake_traffic(datagram) {
             return false;
         }
-        successor.process(now, datagram.to_vec());
+        successor.engine.process(now, datagram.to_vec());
         self.settle_successor(now);
         true
     }
@@ -70,7 +70,7 @@ impl Engine {
         if session.successor_started.is_some_and(|t| now < t + spacing) {
             return false;
         }
-        let Ok(mut next) = Self::from_context(
+        let Ok(mut engine) = Self::from_context(
             self.context.clone(),
             self.role,
             self.expected_node_id.clone(),
@@ -78,20 +78,22 @@ impl Engine {
         ) else {
             return false;
         };
-        next.opened_by = opened_by;
-        next.start(now);
+        engine.start(now);
         let Some(session) = self.session_mut() else {
             return false;
         };
         session.successor_started = Some(now);
-        session.successor = Some(Box::new(next));
+        session.successor = Some(Successor {
+            engine: Box::new(engine),
+            opened_by,
+        });
         true
     }
 
     /// Lets the new handshake's timers run.
     pub(super) fn successor_timeout(&mut self, now: Instant) {
         if let Some(successor) = self.session_mut().and_then(|s| s.successor.as_mut()) {
-            successor.handle_timeout(now);
+            successor.engine.handle_timeout(now);
             self.settle_successor(now);
         }
     }
@@ -105,13 +107,13 @@ impl Engine {
         else {
             return;
         };
-        match successor.state() {
+        match successor.engine.state() {
             State::Handshaking => {}
             State::Established => self.adopt_successor(now),
             State::Idle | State::Failed | State::Closed => {
                 // Its alert still goes out: the peer (or forger) learns it was refused.
-                for datagram in successor.stream.get_mut().take_outgoing() {
-                    self.stream.get_mut().push_outgoing(datagram);
+                for datagram in successor.engine.tls.stream.get_mut().take_outgoing() {
+                    self.tls.stream.get_mut().push_outgoing(datagram);
                 }
                 if let Some(session) = self.session_mut() {
                     session.successor = None;
@@ -120,40 +122,47 @@ impl Engine {
         }
     }
 
+    /// The new handshake completed: its session, OpenSSL state, last flight and liveness
+    /// replace ours whole. Only the engine-wide counters and events carry over.
     fn adopt_successor(&mut self, now: Instant) {
-        let Some(mut next) = self.session_mut().and_then(|s| s.successor.take()).map(|s| *s) else {
+        let Some(Successor { engine, .. }) = self.session_mut().and_then(|s| s.successor.take()) else {
             return;
         };
-        let Phase::Established(theirs) = std::mem::replace(&mut next.phase, Phase::Failed) else {
+        let Self {
+            mut tls,
+            phase: Phase::Established(session),
+            flight,
+            earlier_retransmissions,
+            liveness,
+            stats,
+            events,
+            ..
+        } = *engine
+        else {
             return;
         };
-        // Its own answers (the final flight) still go out, after anything already queued.
-        while let Some(datagram) = next.stream.get_mut().pop_outgoing() {
-            self.stream.get_mut().push_outgoing(datagram);
-        }
-        let mut pending = self.stream.get_mut().take_outgoing();
-        std::mem::swap(&mut self.stream, &mut next.stream);
-        for datagram in pending.drain(..) {
-            self.stream.get_mut().push_outgoing(datagram);
+        // Everything queued goes out in order: ours, then its own answers (the final flight).
+        let mut pending = self.tls.stream.get_mut().take_outgoing();
+        pending.extend(tls.stream.get_mut().take_outgoing());
+        self.tls = tls;
+        for datagram in pending {
+            self.tls.stream.get_mut().push_outgoing(datagram);
         }
         // The new session's final flight answers its peer's repeats from now on.
         self.forget_flight();
-        self.flight = std::mem::take(&mut next.flight);
-        self.earlier_retransmissions += next.earlier_retransmissions;
-        self.pin = next.pin;
-        self.timer = next.timer;
-        // The new session replaces ours whole (a successor has no successor of its own: it
-        // is adopted the moment it is established).
+        self.flight = flight;
+        self.earlier_retransmissions += earlier_retransmissions;
+        // A successor has no successor of its own: it is adopted the moment it is established.
         self.phase = Phase::Established(Session {
             successor_started: Some(now),
-            ..theirs
+            ..session
         });
-        self.stats.handshake_duration = next.stats.handshake_duration;
-        self.adopt_liveness(next.liveness, now);
+        self.stats.handshake_duration = stats.handshake_duration;
+        self.adopt_liveness(liveness, now);
         self.stats.peer_restarts += 1;
         // Messages that came with its final flight follow the ones not read yet.
         self.events
-            .extend(next.events.into_iter().filter(|e| *e != Event::Connected));
+            .extend(events.into_iter().filter(|e| *e != Event::Connected));
     }
 
     /// A peer sends records of a session we no longer have: we restarted, it did not.
@@ -174,7 +183,7 @@ impl Engine {
         if *hello_requests_left > 0 {
             *hello_requests_left -= 1;
             let seq = u64::from(HELLO_REQUESTS - *hello_requests_left);
-            self.stream.get_mut().push_outgoing(records::hello_request(seq));
+            self.tls.stream.get_mut().push_outgoing(records::hello_request(seq));
         }
     }
 }
