@@ -140,14 +140,22 @@ impl Listening {
 
     /// A server engine for `hello`, a ClientHello carrying one of `cookies`, that has taken
     /// it in and started its handshake at `now`; `None` if OpenSSL did not accept it.
-    pub(crate) fn accept(&mut self, now: Instant, hello: &[u8], cookies: Cookies) -> Option<Engine> {
+    /// With `pin`, the engine accepts whom that pin names instead of the listener's own pin
+    /// (a peer the endpoint waits for by address).
+    pub(crate) fn accept(&mut self, now: Instant, hello: &[u8], cookies: Cookies, pin: Option<&Pin>) -> Option<Engine> {
         // The engine numbers the peer's epoch-0 records itself (see `records`); the ones in
         // this datagram are the first it gets.
         let mut datagram = hello.to_vec();
         let mut next_epoch_zero_record = 0;
         records::renumber_epoch_zero(&mut datagram, &mut next_epoch_zero_record);
-        let fresh = Self::session(&self.context, &self.config, &self.pin).ok()?;
-        let mut session = std::mem::replace(&mut self.session, fresh);
+        let mut session = match pin {
+            // The verifier is set on the session when it is made, so another pin needs its own.
+            Some(pin) => Self::session(&self.context, &self.config, pin).ok()?,
+            None => {
+                let fresh = Self::session(&self.context, &self.config, &self.pin).ok()?;
+                std::mem::replace(&mut self.session, fresh)
+            }
+        };
         // The scope also covers `start`: SSL_accept checks the cookie once more.
         let _scope = CookieScope::enter(cookies);
         session.0.get_mut().push_incoming(datagram);
@@ -157,7 +165,7 @@ impl Listening {
         let mut engine = Engine::from_session(
             self.context.clone(),
             Role::Server,
-            self.pin.clone(),
+            pin.unwrap_or(&self.pin).clone(),
             self.config.clone(),
             session,
         );
