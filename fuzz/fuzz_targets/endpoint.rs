@@ -84,7 +84,7 @@ fn fixture() -> &'static Fixture {
         let client_id = Identity::generate().unwrap();
         let server = Identity::generate().unwrap();
         let now = Instant::now();
-        let mut ep = Endpoint::new(&server, config(0)).unwrap();
+        let mut ep = Endpoint::new(&server, config(0), None).unwrap();
         let mut c = client(&client_id, &server, now);
         let mut log = Vec::new();
         exchange(&mut ep, &mut c, now, 20, &mut log);
@@ -122,7 +122,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let fx = fixture();
     let mut now = Instant::now();
-    let mut ep = Endpoint::new(&fx.server, config(options)).unwrap();
+    let mut ep = Endpoint::new(&fx.server, config(options), None).unwrap();
     let mut c = client(&fx.client, &fx.server, now);
     let mut log = Vec::new();
     let mut events = Vec::new();

@@ -1,5 +1,6 @@
 //! The `dtls_peer._native` extension module: type and error conversion only.
 
+mod allow;
 mod connection;
 mod errors;
 mod identity;

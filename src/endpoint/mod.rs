@@ -13,17 +13,26 @@
 //! like DTLS is dropped and counted. What does not look like DTLS (RFC 7983's first byte; a
 //! STUN probe, an application's "PUNCH") is the application's, except our own keepalives.
 
+mod cookie;
+mod listen;
 mod stats;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
+use openssl::ssl::SslContext;
+
+pub use cookie::{COOKIE_LEN, COOKIE_ROTATION};
+pub use listen::{Hello, Listener};
 pub use stats::{EndpointStats, ENDPOINT_STAT_FIELDS};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::engine::{is_keepalive, looks_like_dtls, Engine, Event, SendError, State};
 use crate::identity::Identity;
+use crate::policy;
+use crate::trust::{Accept, AllowPolicy, Pin};
 
 /// Which connection an event or call is about; never reused within one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -177,6 +186,11 @@ struct Slot {
     routed: bool,
     /// When a datagram last came from its address (migration tries the quietest first).
     last_input: Instant,
+    /// The engine's `poll_timeout` as last filed in `Endpoint::timers`.
+    deadline: Option<Instant>,
+    /// A dial in the server role still waiting for the peer's ClientHello to pass the cookie
+    /// exchange, and whom it accepts.
+    awaiting_hello: Option<Pin>,
 }
 
 /// Many DTLS peers on one socket.
@@ -184,8 +198,17 @@ struct Slot {
 pub struct Endpoint {
     identity: Identity,
     config: EndpointConfig,
+    /// The one OpenSSL context every connection of the endpoint uses.
+    context: SslContext,
+    /// Whom an incoming handshake accepts: the allow policy, checked inside it.
+    allow: Pin,
+    /// Answers ClientHellos from unknown addresses with cookies (`require_cookie`).
+    listener: Option<Listener>,
     slots: HashMap<ConnectionId, Slot>,
     by_address: HashMap<SocketAddr, ConnectionId>,
+    /// Every connection's next deadline, earliest first: with thousands of peers, finding
+    /// what is due must not visit them all.
+    timers: BTreeSet<(Instant, ConnectionId)>,
     next_id: u64,
     /// Incoming connections still handshaking.
     pending: usize,
@@ -199,14 +222,33 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// An endpoint that authenticates as `identity`.
-    pub fn new(identity: &Identity, config: EndpointConfig) -> Result<Self, ConfigError> {
+    /// An endpoint that authenticates as `identity` and lets in a peer that dials it when
+    /// `allow` admits its node ID (`None`: any verified peer).
+    pub fn new(
+        identity: &Identity,
+        config: EndpointConfig,
+        allow: Option<Arc<dyn AllowPolicy>>,
+    ) -> Result<Self, ConfigError> {
         config.peer.validate()?;
+        u32::try_from(config.peer.mtu).map_err(|_| ConfigError::Mtu(config.peer.mtu))?;
+        let context = policy::context(identity, &config.peer)?;
+        let accept = allow.map_or(Accept::Any, Accept::Allowed);
+        let allow = Pin::accepting(accept, identity.scheme().clone());
+        // Cookies also serve a dial in the server role (see `connect`), so an endpoint that
+        // does not accept still keeps a listener.
+        let listener = config
+            .require_cookie
+            .then(|| Listener::from_context(context.clone(), config.peer.clone(), allow.clone()))
+            .transpose()?;
         Ok(Self {
             identity: identity.clone(),
+            allow,
+            listener,
+            context,
             config,
             slots: HashMap::new(),
             by_address: HashMap::new(),
+            timers: BTreeSet::new(),
             next_id: 0,
             pending: 0,
             backlog: VecDeque::new(),
@@ -237,10 +279,20 @@ impl Endpoint {
         if self.live() >= self.config.max_connections {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
-        let mut engine = Engine::new(role, &self.identity, expected_node_id, self.config.peer.clone())
+        let pin = Pin::new(expected_node_id, self.identity.scheme().clone());
+        let mut engine = Engine::from_context(self.context.clone(), role, pin.clone(), self.config.peer.clone())
             .map_err(ConnectError::Config)?;
         engine.start(now);
         let id = self.insert(now, engine, remote, true);
+        // A server waits for the peer's ClientHello. That hello may have come before this
+        // call and been answered with a cookie, so the retried one carries a cookie (and
+        // message_seq 1) that only the cookie path can take: it goes through the listener like
+        // any other, with this dial's pin. Until then the started engine holds the deadline.
+        if role == Role::Server && self.listener.is_some() {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.awaiting_hello = Some(pin);
+            }
+        }
         self.collect(id);
         Ok(id)
     }
@@ -262,7 +314,23 @@ impl Endpoint {
             Some(id) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.last_input = now;
-                    slot.engine.handle_datagram(now, datagram);
+                    match (&slot.awaiting_hello, self.listener.as_mut()) {
+                        (Some(pin), Some(listener)) => match listener.hello_pinned(now, from, datagram, Some(pin)) {
+                            Hello::Accepted(engine) => {
+                                slot.engine = *engine;
+                                slot.awaiting_hello = None;
+                            }
+                            Hello::Answer(hvr) => {
+                                self.stats.hello_verify_requests += 1;
+                                self.transmits.push_back(Transmit {
+                                    destination: from,
+                                    contents: hvr,
+                                });
+                            }
+                            Hello::Ignored => self.stats.dropped_unknown_source += 1,
+                        },
+                        _ => slot.engine.handle_datagram(now, datagram),
+                    }
                 }
                 self.collect(id);
             }
@@ -275,9 +343,9 @@ impl Endpoint {
 
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ConnectionId> = (self.slots.iter())
-            .filter(|(_, slot)| slot.engine.poll_timeout().is_some_and(|at| at <= now))
-            .map(|(id, _)| *id)
+        let due: Vec<ConnectionId> = (self.timers.iter())
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             if let Some(slot) = self.slots.get_mut(&id) {
@@ -289,7 +357,7 @@ impl Endpoint {
 
     /// The earliest deadline of any connection.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slots.values().filter_map(|slot| slot.engine.poll_timeout()).min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// The next datagram to send.
@@ -351,6 +419,9 @@ impl Endpoint {
         self.backlog.retain(|queued| *queued != id);
         if let Some(slot) = self.slots.remove(&id) {
             self.unroute(id, &slot);
+            if let Some(at) = slot.deadline {
+                self.timers.remove(&(at, id));
+            }
         }
     }
 
@@ -417,6 +488,8 @@ impl Endpoint {
                 known,
                 routed: true,
                 last_input: now,
+                deadline: None,
+                awaiting_hello: None,
             },
         );
         id
@@ -435,13 +508,36 @@ impl Endpoint {
             self.stats.dropped_over_limit += 1;
             return;
         }
-        let engine = Engine::new(Role::Server, &self.identity, None, self.config.peer.clone());
-        let Ok(mut engine) = engine else {
-            self.stats.dropped_over_limit += 1;
-            return;
+        let engine = match self.listener.as_mut().map(|l| l.hello(now, from, datagram)) {
+            Some(Hello::Accepted(engine)) => *engine,
+            Some(Hello::Answer(hvr)) => {
+                self.stats.hello_verify_requests += 1;
+                self.transmits.push_back(Transmit {
+                    destination: from,
+                    contents: hvr,
+                });
+                return;
+            }
+            Some(Hello::Ignored) => {
+                self.stats.dropped_unknown_source += 1;
+                return;
+            }
+            None => {
+                let engine = Engine::from_context(
+                    self.context.clone(),
+                    Role::Server,
+                    self.allow.clone(),
+                    self.config.peer.clone(),
+                );
+                let Ok(mut engine) = engine else {
+                    self.stats.dropped_over_limit += 1;
+                    return;
+                };
+                engine.start(now);
+                engine.handle_datagram(now, datagram);
+                engine
+            }
         };
-        engine.start(now);
-        engine.handle_datagram(now, datagram);
         self.pending += 1;
         self.stats.handshakes_started += 1;
         let id = self.insert(now, engine, from, false);
@@ -521,6 +617,16 @@ impl Endpoint {
                 _ => {}
             }
         }
+        let deadline = slot.engine.poll_timeout();
+        if deadline != slot.deadline {
+            if let Some(at) = slot.deadline {
+                self.timers.remove(&(at, id));
+            }
+            if let Some(at) = deadline {
+                self.timers.insert((at, id));
+            }
+            slot.deadline = deadline;
+        }
         if matches!(slot.engine.state(), State::Failed | State::Closed) && slot.routed {
             slot.routed = false;
             let (remote, known) = (slot.remote, slot.known);
@@ -529,7 +635,9 @@ impl Endpoint {
             }
             // Nobody will ever ask about an incoming handshake that failed.
             if !known {
-                self.slots.remove(&id);
+                if let Some(Slot { deadline: Some(at), .. }) = self.slots.remove(&id) {
+                    self.timers.remove(&(at, id));
+                }
             }
         }
     }

@@ -10,6 +10,7 @@
 //! OpenSSL's own wall-clock timer held out of the way (`timer`).
 
 mod flight;
+mod listened;
 mod liveness;
 mod migration;
 mod output;
@@ -26,6 +27,7 @@ use std::time::Instant;
 
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 
+pub(crate) use listened::{generate_cookie, verify_cookie, Cookies, Listening, LISTEN_COOKIE_LEN};
 pub use liveness::{is_keepalive, EXPORTER_LABEL, KEEPALIVE_LEN};
 pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
 pub(crate) use records::starts_with_client_hello;
@@ -111,15 +113,23 @@ impl Engine {
         expected_node_id: Option<String>,
         config: Config,
     ) -> Result<Self, ConfigError> {
+        let pin = Pin::new(expected_node_id, identity.scheme().clone());
+        Self::with_pin(role, identity, pin, config)
+    }
+
+    /// A new engine that will authenticate as `identity` and accept the peers `pin` accepts
+    /// (one node ID, any, or those an allow policy lets in; see [`Pin`]), checked during the
+    /// handshake. `pin`'s scheme should be `identity`'s: it names the peer's key.
+    pub fn with_pin(role: Role, identity: &Identity, pin: Pin, config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?;
         let context = policy::context(identity, &config)?;
-        let pin = Pin::new(expected_node_id, identity.scheme().clone());
         Self::from_context(context, role, pin, config)
     }
 
-    /// An engine on an existing context (the identity and policy are in it).
-    fn from_context(
+    /// An engine on an existing context (the identity and policy are in it), for a caller that
+    /// shares one context among many engines. `config` must pass the checks `with_pin` makes.
+    pub(crate) fn from_context(
         context: SslContext,
         role: Role,
         expected_node_id: Pin,
@@ -127,7 +137,12 @@ impl Engine {
     ) -> Result<Self, ConfigError> {
         let tls = Self::attempt_session(&context, role, &config, &expected_node_id)
             .map_err(|e| ConfigError::OpenSsl(e.to_string()))?;
-        Ok(Self {
+        Ok(Self::from_session(context, role, expected_node_id, config, tls))
+    }
+
+    /// An engine whose first attempt runs on `tls` (made by `attempt_session`).
+    fn from_session(context: SslContext, role: Role, expected_node_id: Pin, config: Config, tls: Tls) -> Self {
+        Self {
             tls,
             role,
             config,
@@ -142,7 +157,7 @@ impl Engine {
                 ..Stats::default()
             },
             liveness: Liveness::default(),
-        })
+        }
     }
 
     /// A fresh OpenSSL session for one handshake attempt, with its own pin verdict and timer.
@@ -170,10 +185,15 @@ impl Engine {
     /// Begins the handshake; the handshake timeout counts from `now`. Datagrams received
     /// while idle are processed now. Calling it again has no effect.
     pub fn start(&mut self, now: Instant) {
+        let handshake = Handshake::new(self.role, now, now + self.config.handshake_timeout);
+        self.begin(now, handshake);
+    }
+
+    /// Leaves `Idle` for `handshake` (which starts at `now`); no effect in any other phase.
+    fn begin(&mut self, now: Instant, handshake: Handshake) {
         if self.state() != State::Idle {
             return;
         }
-        let handshake = Handshake::new(self.role, now, now + self.config.handshake_timeout);
         let Phase::Idle { early } = std::mem::replace(&mut self.phase, Phase::Handshaking(handshake)) else {
             return;
         };

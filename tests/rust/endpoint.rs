@@ -5,10 +5,12 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dtls_peer::endpoint::{ConnectionId, DatagramError, Endpoint, EndpointConfig, EndpointEvent};
-use dtls_peer::{CloseReason, Engine, Event, Identity, Role, State};
+use dtls_peer::trust::{AllowList, AllowPolicy};
+use dtls_peer::{CloseReason, Engine, Event, HandshakeFailure, Identity, Role, State};
 
 use crate::common::fast_config;
 
@@ -28,9 +30,13 @@ pub struct Net {
 
 impl Net {
     pub fn new(config: EndpointConfig) -> Self {
+        Self::allowing(config, None)
+    }
+
+    pub fn allowing(config: EndpointConfig, allow: Option<Arc<dyn AllowPolicy>>) -> Self {
         let server_id = Identity::generate().unwrap();
         Self {
-            endpoint: Endpoint::new(&server_id, config).unwrap(),
+            endpoint: Endpoint::new(&server_id, config, allow).unwrap(),
             server_id,
             clients: Vec::new(),
             endpoint_events: Vec::new(),
@@ -500,4 +506,101 @@ fn a_forged_record_from_a_new_address_moves_no_one() {
     assert_eq!((stats.migrations, stats.dropped_unknown_source), (0, 1));
     // The trial left no trace on the session's counters.
     assert_eq!(net.endpoint.connection(conn).unwrap().stats().dropped_invalid, 0);
+}
+
+#[test]
+fn the_allow_list_refuses_an_unlisted_peer_inside_the_handshake() {
+    let friend = Identity::generate().unwrap();
+    let stranger = Identity::generate().unwrap();
+    let allow: Arc<dyn AllowPolicy> = Arc::new(AllowList::from_iter([friend.node_id().to_owned()]));
+    let mut net = Net::allowing(EndpointConfig::default(), Some(allow));
+    net.add_client(&stranger);
+    net.add_client(&friend);
+    net.run_until(Duration::from_secs(5), |net| {
+        net.clients
+            .iter()
+            .all(|(_, e, _)| matches!(e.state(), State::Established | State::Failed))
+    });
+    // The stranger learns it was refused (unknown_ca) and never gets a session.
+    let (stranger_address, stranger_engine, stranger_events) = &net.clients[0];
+    assert_eq!(stranger_engine.state(), State::Failed);
+    assert!(stranger_events.contains(&Event::HandshakeFailed(HandshakeFailure::AlertReceived(48))));
+    assert!(net.incoming_id(*stranger_address).is_none());
+    // The friend is in.
+    let friend_address = net.clients[1].0;
+    let id = net.incoming_id(friend_address).expect("the listed peer is announced");
+    assert_eq!(
+        net.endpoint.connection(id).unwrap().peer_node_id(),
+        Some(friend.node_id())
+    );
+    let stats = net.endpoint.stats();
+    assert_eq!(
+        (stats.handshakes_accepted, stats.handshakes_refused, stats.connections),
+        (1, 1, 1)
+    );
+}
+
+/// A dial in the server role: the endpoint waits for `client`'s ClientHello at its address,
+/// pinned to `expected`; `hello_first` lets the client's first ClientHello arrive (and be
+/// answered with a cookie) before the endpoint's `connect`.
+fn server_dial(hello_first: bool, expected: &Identity, client: &Identity) -> (Net, ConnectionId) {
+    let config = EndpointConfig {
+        // Even an endpoint that accepts no one can wait for a peer it dials.
+        accept: !hello_first,
+        ..EndpointConfig::default()
+    };
+    let mut net = Net::new(config);
+    let config_accepts = net.endpoint.config().accept;
+    net.add_client(client);
+    let address = net.clients[0].0;
+    if hello_first {
+        assert!(!config_accepts);
+        // Not accepting, the endpoint drops it; the client will send it again.
+        net.step();
+    }
+    let id = net
+        .endpoint
+        .connect(net.now, address, Role::Server, Some(expected.node_id().to_owned()))
+        .unwrap();
+    net.run_until(Duration::from_secs(5), |net| {
+        net.clients[0].1.state() != State::Handshaking
+    });
+    (net, id)
+}
+
+#[test]
+fn a_server_role_dial_takes_its_peer_through_the_cookie_exchange_in_either_order() {
+    for hello_first in [false, true] {
+        let client = Identity::generate().unwrap();
+        let (mut net, id) = server_dial(hello_first, &client, &client);
+        assert_eq!(
+            net.clients[0].1.state(),
+            State::Established,
+            "hello_first={hello_first}"
+        );
+        let connected = (net.endpoint_events.iter())
+            .any(|e| matches!(e, EndpointEvent::Connection { id: of, event: Event::Connected } if *of == id));
+        assert!(connected, "hello_first={hello_first}");
+        let stats = net.endpoint.stats();
+        assert_eq!(
+            (stats.hello_verify_requests, stats.backlog),
+            (1, 0),
+            "hello_first={hello_first}"
+        );
+        net.clients[0].1.send(b"to the dialler").unwrap();
+        net.deliver();
+        assert_eq!(net.messages_for(id), vec![b"to the dialler".to_vec()]);
+    }
+}
+
+#[test]
+fn a_server_role_dial_refuses_another_peer_at_that_address() {
+    let expected = Identity::generate().unwrap();
+    let impostor = Identity::generate().unwrap();
+    let (net, id) = server_dial(false, &expected, &impostor);
+    assert_eq!(net.clients[0].1.state(), State::Failed);
+    let failed = (net.endpoint_events.iter()).any(|e| {
+        matches!(e, EndpointEvent::Connection { id: of, event: Event::HandshakeFailed(HandshakeFailure::PeerVerification(_)) } if *of == id)
+    });
+    assert!(failed, "{:?}", net.endpoint_events);
 }
