@@ -25,6 +25,8 @@ use tokio::runtime::Runtime;
 
 use batch_io::Sock;
 pub use socket::{take_fd, udp_socket_from_fd};
+#[cfg(test)]
+pub(crate) use stats::assert_readme_table;
 pub use stats::{DriverStats, StatField, StatValue, STAT_FIELDS};
 
 use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State};
