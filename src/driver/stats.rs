@@ -164,6 +164,28 @@ impl DriverStats {
     }
 }
 
+/// Asserts that the first `| key | meaning |` table after `heading` in the README has exactly
+/// `expected` as its rows: the test that holds each stats table to its schema.
+#[cfg(test)]
+pub(crate) fn assert_readme_table(heading: &str, expected: &[String]) {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split_once(heading)
+        .unwrap_or_else(|| panic!("README has a {heading:?} section"))
+        .1;
+    let rows: Vec<&str> = (section.lines())
+        .skip_while(|line| !line.starts_with("| key |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .collect();
+    assert_eq!(
+        rows,
+        expected,
+        "the README's table under {heading:?} must read:\n| key | meaning |\n|---|---|\n{}",
+        expected.join("\n")
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,26 +265,4 @@ mod tests {
         keys.dedup();
         assert_eq!(keys.len(), STAT_FIELDS, "a key is used twice");
     }
-}
-
-/// Asserts that the first `| key | meaning |` table after `heading` in the README has exactly
-/// `expected` as its rows: the test that holds each stats table to its schema.
-#[cfg(test)]
-pub(crate) fn assert_readme_table(heading: &str, expected: &[String]) {
-    let readme = include_str!("../../README.md");
-    let section = readme
-        .split_once(heading)
-        .unwrap_or_else(|| panic!("README has a {heading:?} section"))
-        .1;
-    let rows: Vec<&str> = (section.lines())
-        .skip_while(|line| !line.starts_with("| key |"))
-        .skip(2)
-        .take_while(|line| line.starts_with('|'))
-        .collect();
-    assert_eq!(
-        rows,
-        expected,
-        "the README's table under {heading:?} must read:\n| key | meaning |\n|---|---|\n{}",
-        expected.join("\n")
-    );
 }
