@@ -9,6 +9,7 @@
 //! retransmits it itself on its schedule (see [`crate::config::Config`] and `flight`), with
 //! OpenSSL's own wall-clock timer held out of the way (`timer`).
 
+mod buffers;
 mod flight;
 mod listened;
 mod liveness;
@@ -603,6 +604,7 @@ impl Engine {
             }
         }
         self.tls.stream.get_mut().clear_incoming();
+        buffers::release(self.tls.stream.ssl());
         delivered
     }
 
