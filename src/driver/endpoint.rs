@@ -249,7 +249,11 @@ impl EndpointDriver {
 
     /// Counters so far.
     pub fn stats(&self) -> EndpointStats {
-        lock(&self.shared.inner).endpoint.stats()
+        let inner = lock(&self.shared.inner);
+        EndpointStats {
+            send_errors: inner.send_errors,
+            ..inner.endpoint.stats()
+        }
     }
 
     /// Connections handshaking or established now.

@@ -37,10 +37,13 @@ pub struct EndpointStats {
     pub app_datagrams_out: u64,
     /// Established peers moved to a new address (`allow_migration`).
     pub migrations: u64,
+    /// Datagrams lost on the way out: a socket error, or the outbox full while the socket
+    /// would not take more (counted by the driver; the sans-IO endpoint never sends).
+    pub send_errors: u64,
 }
 
 /// Number of keys in the schema.
-pub const ENDPOINT_STAT_FIELDS: usize = 15;
+pub const ENDPOINT_STAT_FIELDS: usize = 16;
 
 impl EndpointStats {
     /// Every key users see, its value and what it counts (the README's wording), in order.
@@ -62,6 +65,7 @@ impl EndpointStats {
             app_datagrams_in,
             app_datagrams_out,
             migrations,
+            send_errors,
         } = self.clone();
         [
             ("datagrams_in", datagrams_in, "Datagrams read from the socket."),
@@ -135,6 +139,11 @@ impl EndpointStats {
                 migrations,
                 "Established peers moved to a new address (`allow_migration`).",
             ),
+            (
+                "send_errors",
+                send_errors,
+                "Datagrams lost on the way out: a socket error, or the outbox full while the socket would not take more.",
+            ),
         ]
     }
 }
@@ -174,6 +183,7 @@ mod tests {
             &mut stats.app_datagrams_in,
             &mut stats.app_datagrams_out,
             &mut stats.migrations,
+            &mut stats.send_errors,
         ];
         for (n, counter) in (1..).zip(counters) {
             *counter = n;

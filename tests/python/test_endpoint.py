@@ -463,7 +463,9 @@ async def test_stats_keys(
         "app_datagrams_in",
         "app_datagrams_out",
         "migrations",
+        "send_errors",
     }
+    assert stats["send_errors"] == 0
     assert set(stats["dropped"]) == {"over_limit", "unknown_source", "datagram_queue_full"}
     assert stats["connections"] == 1
     assert stats["handshakes_accepted"] == 1
