@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslSessionCacheMode, SslVersion};
 
 use crate::config::{Config, ConfigError};
+use crate::engine;
 use crate::identity::{CertifiedKey, Identity};
 
 /// Key exchange groups offered: X25519 first, P-256 for peers without it.
@@ -56,6 +57,10 @@ fn build(credentials: &CertifiedKey, config: &Config) -> Result<SslContext, Conf
             | SslOptions::CIPHER_SERVER_PREFERENCE,
     );
     b.set_session_cache_mode(SslSessionCacheMode::OFF);
+    // Stateless cookies for the endpoint's listener (engine::listened); no server engine
+    // sets COOKIE_EXCHANGE, so they are used only there.
+    b.set_cookie_generate_cb(engine::generate_cookie);
+    b.set_cookie_verify_cb(engine::verify_cookie);
     b.set_mode(SslMode::RELEASE_BUFFERS);
     b.set_certificate(credentials.certificate()).map_err(openssl)?;
     b.set_private_key(credentials.private_key()).map_err(openssl)?;

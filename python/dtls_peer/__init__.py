@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from ._native import Identity, node_id_from_certificate
 from .connection import DTLSPeerConnection
+from .endpoint import DTLSEndpoint
 from .exceptions import (
     ConnectionClosed,
     DTLSError,
+    EndpointClosed,
     HandshakeError,
     HandshakeTimeout,
     MessageTooLarge,
@@ -17,8 +19,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConnectionClosed",
+    "DTLSEndpoint",
     "DTLSError",
     "DTLSPeerConnection",
+    "EndpointClosed",
     "HandshakeError",
     "HandshakeTimeout",
     "Identity",

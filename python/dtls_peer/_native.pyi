@@ -6,11 +6,12 @@ from typing import Any, Literal, final
 
 from typing_extensions import TypeAlias
 
-__all__ = ["Connection", "Identity", "Waker", "node_id_from_certificate"]
+__all__ = ["Connection", "Endpoint", "Identity", "Waker", "node_id_from_certificate"]
 
 _Path: TypeAlias = str | os.PathLike[str]
 _Pem: TypeAlias = str | bytes | bytearray
 _KeyType: TypeAlias = Literal["p256", "ed25519", "rsa", "secp256k1"]
+_Allow: TypeAlias = frozenset[str] | set[str] | list[str] | tuple[str, ...] | Callable[[str], bool] | None
 _Scheme: TypeAlias = Literal["sha256", "libp2p"] | Callable[[bytes], str]
 
 @final
@@ -104,3 +105,38 @@ class Connection:
     def state(self) -> str: ...
     @property
     def end_reason(self) -> str | None: ...
+
+@final
+class Endpoint:
+    def __new__(
+        cls,
+        fd: int,
+        identity: Identity,
+        allow: _Allow,
+        mtu: int,
+        handshake_timeout: float,
+        initial_retransmit_timeout: float,
+        ciphers: str | None,
+        receive_queue_size: int,
+        keepalive_interval: float | None,
+        idle_timeout: float | None,
+        max_pending_handshakes: int,
+        max_connections: int,
+        accept_backlog: int,
+        datagram_queue_size: int,
+        require_cookie: bool,
+        allow_migration: bool,
+    ) -> Endpoint: ...
+    def attach(self, waker: Waker, token: int) -> None: ...
+    def connect(self, host: str, port: int, expected_node_id: str | None, role_name: str) -> Connection: ...
+    def try_accept(self) -> Connection | None: ...
+    def try_recv_datagram(self) -> tuple[bytes, tuple[str, int]] | None: ...
+    def send_datagram(self, data: bytes, host: str, port: int) -> bool: ...
+    def close(self) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    @property
+    def is_closed(self) -> bool: ...
+    @property
+    def connections(self) -> int: ...
+    @property
+    def local_address(self) -> tuple[str, int]: ...

@@ -158,7 +158,7 @@ class DTLSPeerConnection:
         resolved_role = self._resolve_role(role, identity, expected_node_id)
         fd = _take_socket(sock)
         # The native constructor owns `fd` from its first line, even when it raises.
-        self._native = _native.Connection(
+        native = _native.Connection(
             fd,
             host,
             port,
@@ -173,6 +173,17 @@ class DTLSPeerConnection:
             keepalive,
             idle,
         )
+        self._setup(native)
+
+    @classmethod
+    def _adopt(cls, native: _native.Connection) -> DTLSPeerConnection:
+        """Wraps one peer of a ``DTLSEndpoint`` (its handshake already started there)."""
+        conn = cls.__new__(cls)
+        conn._setup(native)
+        return conn
+
+    def _setup(self, native: _native.Connection) -> None:
+        self._native = native
         self._waiters: list[asyncio.Future[None]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waker: _wake.LoopWaker | None = None

@@ -35,3 +35,8 @@ class ConnectionClosed(DTLSError):
 
 class MessageTooLarge(DTLSError, ValueError):
     """A message larger than ``max_message_size`` (one datagram) was passed to send()."""
+
+
+class EndpointClosed(DTLSError):
+    """The DTLSEndpoint was closed: accept(), connect(), recv_datagram() and send_datagram()
+    raise this from then on (its connections raise ConnectionClosed)."""

@@ -1,9 +1,9 @@
-//! The native side of `DTLSPeerConnection`: argument conversion around `driver::Connection`.
-//! Every method returns at once; the Python class turns "not yet" into awaiting the waker.
+//! The native side of `DTLSPeerConnection`: argument conversion around a `driver::Link`, a
+//! standalone `driver::Connection` or one peer of an endpoint. Every method returns at once;
+//! the Python class turns "not yet" into awaiting the waker.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -11,27 +11,22 @@ use pyo3::types::{PyBytes, PyDict, PyList};
 
 use super::errors::{config_error, ended, send_error, DTLSError};
 use super::identity::Identity;
+use super::options::{ip_literal, nested_dict, peer_config};
 use super::waker::Waker;
-use crate::config::{Config, Role};
-use crate::driver::{self, Progress, Received, Sent, StatValue};
+use crate::config::Role;
+use crate::driver::{self, Link, Progress, Received, Sent, StatValue};
 use crate::engine::{Engine, SendError};
 
 /// One DTLS connection driven on the I/O thread.
 #[pyclass(frozen, module = "dtls_peer._native")]
 pub(crate) struct Connection {
     /// Always `Some` until dropped (see `Drop`).
-    inner: Option<driver::Connection>,
+    inner: Option<Box<dyn Link>>,
     role: Role,
-    /// The identity's node-ID scheme is Python code, which the handshake calls holding this
-    /// connection's lock: every method then releases the GIL before locking (see `unlocked`).
+    /// The identity's node-ID scheme (or an endpoint's allow policy) is Python code, which
+    /// the handshake calls holding this connection's lock: every method then releases the
+    /// GIL before locking (see `unlocked`).
     runs_python: bool,
-}
-
-fn seconds(name: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive number of seconds, got {value}")))
 }
 
 fn not_established() -> PyErr {
@@ -63,50 +58,36 @@ impl Connection {
     ) -> PyResult<Self> {
         // Owned from here on: closed exactly once, on every error path too.
         let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let ip: IpAddr = host
-            .parse()
-            .map_err(|_| PyValueError::new_err(format!("remote host must be an IP address literal, got {host:?}")))?;
+        let ip = ip_literal(host)?;
         let scheme = identity.inner.scheme();
         let expected = expected_node_id
             .map(|id| scheme.parse(id))
             .transpose()
             .map_err(PyValueError::new_err)?;
-        let role = match role {
-            "client" => Role::Client,
-            "server" => Role::Server,
-            other => {
-                return Err(PyValueError::new_err(format!(
-                    "role must be 'client' or 'server', got {other:?}"
-                )))
-            }
-        };
-        let initial_retransmit_timeout = seconds("initial_retransmit_timeout", initial_retransmit_timeout)?;
-        let config = Config {
+        let role = super::options::role(role)?;
+        let config = peer_config(
             mtu,
-            handshake_timeout: seconds("handshake_timeout", handshake_timeout)?,
+            handshake_timeout,
             initial_retransmit_timeout,
-            // The cap is not exposed; it never undercuts a longer initial timeout.
-            max_retransmit_timeout: Config::default().max_retransmit_timeout.max(initial_retransmit_timeout),
-            ciphers: ciphers.unwrap_or_else(|| crate::config::DEFAULT_CIPHERS.to_owned()),
-            keepalive_interval: keepalive_interval
-                .map(|s| seconds("keepalive_interval", s))
-                .transpose()?,
-            idle_timeout: idle_timeout.map(|s| seconds("idle_timeout", s)).transpose()?,
-        };
+            ciphers,
+            keepalive_interval,
+            idle_timeout,
+        )?;
         let engine = Engine::new(role, &identity.inner, expected, config).map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let inner = driver::Connection::spawn(socket, SocketAddr::new(ip, port), engine, receive_queue_size)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Self {
-            inner: Some(inner),
+            inner: Some(Box::new(inner)),
             role,
             runs_python: identity.runs_python(),
         })
     }
 
     /// Routes this connection's notifications to `waker` under `token`.
-    fn attach(&self, waker: &Waker, token: u64) {
-        self.conn().set_notifier(Arc::new(waker.token(token)));
+    fn attach(&self, py: Python<'_>, waker: &Waker, token: u64) {
+        let notifier = Arc::new(waker.token(token));
+        self.unlocked(py, |c| c.set_notifier(notifier));
     }
 
     /// Sends the first flight (a server answers a ClientHello that came early), always with
@@ -118,7 +99,7 @@ impl Connection {
 
     /// True once established, False while pending; raises the failure otherwise.
     fn handshake_done(&self, py: Python<'_>) -> PyResult<bool> {
-        match self.unlocked(py, driver::Connection::progress) {
+        match self.unlocked(py, |c| c.progress()) {
             Progress::Pending => Ok(false),
             Progress::Established => Ok(true),
             ended_progress => Err(ended(&ended_progress)),
@@ -137,7 +118,7 @@ impl Connection {
     /// Stops the I/O thread reading the socket; returns the descriptor the event loop must
     /// watch (calling `receive_now` when readable), or None once closed.
     fn take_over_reads(&self, py: Python<'_>) -> Option<i32> {
-        self.unlocked(py, driver::Connection::take_over_reads)
+        self.unlocked(py, |c| c.take_over_reads())
     }
 
     /// Reads and decrypts what the socket holds, with the GIL released; true if anything
@@ -173,7 +154,7 @@ impl Connection {
 
     /// The next message, or None if none is queued; raises once no message can come.
     fn try_recv<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        match self.unlocked(py, driver::Connection::try_recv) {
+        match self.unlocked(py, |c| c.try_recv()) {
             Received::Message(m) => Ok(Some(PyBytes::new(py, &m))),
             Received::NotEstablished => Err(not_established()),
             Received::Empty => Ok(None),
@@ -188,30 +169,34 @@ impl Connection {
     /// The peer's node ID under the local identity's scheme, once verified.
     #[getter]
     fn peer_node_id(&self, py: Python<'_>) -> Option<String> {
-        self.with_engine(py, |e| e.peer_node_id().map(str::to_owned))
+        self.with_engine(py, |e| e.peer_node_id().map(str::to_owned)).flatten()
     }
 
     /// DER SubjectPublicKeyInfo of the peer's node key, once verified.
     #[getter]
     fn peer_public_key<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        let der = self.with_engine(py, |e| e.peer_public_key().map(<[u8]>::to_vec))?;
+        let der = self
+            .with_engine(py, |e| e.peer_public_key().map(<[u8]>::to_vec))
+            .flatten()?;
         Some(PyBytes::new(py, &der))
     }
 
     #[getter]
     fn peer_certificate<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
-        let der = self.with_engine(py, |e| e.peer_certificate().map(<[u8]>::to_vec))?;
+        let der = self
+            .with_engine(py, |e| e.peer_certificate().map(<[u8]>::to_vec))
+            .flatten()?;
         Some(PyBytes::new(py, &der))
     }
 
     #[getter]
     fn cipher(&self, py: Python<'_>) -> Option<&'static str> {
-        self.with_engine(py, Engine::cipher)
+        self.with_engine(py, Engine::cipher).flatten()
     }
 
     #[getter]
     fn protocol_version(&self, py: Python<'_>) -> Option<&'static str> {
-        self.with_engine(py, Engine::protocol_version)
+        self.with_engine(py, Engine::protocol_version).flatten()
     }
 
     #[getter]
@@ -220,32 +205,33 @@ impl Connection {
     }
 
     #[getter]
-    fn local_address(&self) -> (String, u16) {
-        let a = self.conn().local_address();
+    fn local_address(&self, py: Python<'_>) -> (String, u16) {
+        let a = self.unlocked(py, |c| c.local_address());
         (a.ip().to_string(), a.port())
     }
 
+    /// Where the peer is (an endpoint's peer may have moved: read under its lock).
     #[getter]
-    fn remote_address(&self) -> (String, u16) {
-        let a = self.conn().remote_address();
+    fn remote_address(&self, py: Python<'_>) -> (String, u16) {
+        let a = self.unlocked(py, |c| c.remote_address());
         (a.ip().to_string(), a.port())
     }
 
     #[getter]
     fn max_message_size(&self, py: Python<'_>) -> usize {
-        self.with_engine(py, Engine::max_message_size)
+        self.with_engine(py, Engine::max_message_size).unwrap_or_default()
     }
 
     /// "new", "handshaking", "established", "closed" or "failed".
     #[getter]
     fn state(&self, py: Python<'_>) -> &'static str {
-        self.unlocked(py, driver::Connection::phase).as_str()
+        self.unlocked(py, |c| c.phase()).as_str()
     }
 
     /// Why the handshake failed or the session ended, once it has.
     #[getter]
     fn end_reason(&self, py: Python<'_>) -> Option<String> {
-        match self.unlocked(py, driver::Connection::progress) {
+        match self.unlocked(py, |c| c.progress()) {
             Progress::Pending | Progress::Established => None,
             Progress::Failed(failure) => Some(failure.to_string()),
             Progress::Closed(reason) => Some(reason.to_string()),
@@ -254,37 +240,37 @@ impl Connection {
 
     #[getter]
     fn is_established(&self, py: Python<'_>) -> bool {
-        self.unlocked(py, driver::Connection::progress) == Progress::Established
+        self.unlocked(py, |c| c.progress()) == Progress::Established
     }
 
     /// Counters as a dict (see the README for each key).
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let stats = self.unlocked(py, driver::Connection::stats);
-        let d = PyDict::new(py);
+        let stats = self.unlocked(py, |c| c.stats());
+        let mut fields = Vec::new();
         for field in stats.fields() {
             let value = match field.value {
                 StatValue::Count(n) => n.into_pyobject(py)?.into_any(),
                 StatValue::Seconds(t) => t.map(|t| t.as_secs_f64()).into_pyobject(py)?,
             };
-            match field.key.split_once('.') {
-                None => d.set_item(field.key, value)?,
-                Some((group, key)) => match d.get_item(group)? {
-                    Some(nested) => nested.set_item(key, value)?,
-                    None => {
-                        let nested = PyDict::new(py);
-                        nested.set_item(key, value)?;
-                        d.set_item(group, nested)?;
-                    }
-                },
-            }
+            fields.push((field.key, value));
         }
-        Ok(d)
+        nested_dict(py, fields)
     }
 }
 
 impl Connection {
-    fn conn(&self) -> &driver::Connection {
-        self.inner.as_ref().expect("taken only by Drop")
+    /// One peer of an endpoint. Its endpoint may run Python (an allow policy, a node-ID
+    /// scheme) under the lock, so the GIL is always released first.
+    pub(super) fn from_link(link: Box<dyn Link>, role: Role) -> Self {
+        Self {
+            inner: Some(link),
+            role,
+            runs_python: true,
+        }
+    }
+
+    fn conn(&self) -> &dyn Link {
+        self.inner.as_deref().expect("taken only by Drop")
     }
 
     /// Runs `f`, which locks the connection, with the GIL released when the node-ID scheme is
@@ -292,7 +278,7 @@ impl Connection {
     /// scheme, so holding the GIL while waiting for the lock would deadlock. Without such a
     /// scheme no Python runs under the lock, and the GIL is kept (releasing it costs a
     /// hand-over when other Python threads run).
-    fn unlocked<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&driver::Connection) -> R + Send) -> R {
+    fn unlocked<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&dyn Link) -> R + Send) -> R {
         let conn = self.conn();
         if self.runs_python {
             py.detach(|| f(conn))
@@ -301,14 +287,23 @@ impl Connection {
         }
     }
 
-    fn with_engine<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&Engine) -> R + Send) -> R {
-        self.unlocked(py, |c| c.with_engine(f))
+    /// Runs `f` on the engine under the lock; None once an endpoint let go of it.
+    fn with_engine<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&Engine) -> R + Send) -> Option<R> {
+        self.unlocked(py, |c| {
+            let (mut f, mut out) = (Some(f), None);
+            c.inspect(&mut |engine| {
+                if let (Some(engine), Some(f)) = (engine, f.take()) {
+                    out = Some(f(engine));
+                }
+            });
+            out
+        })
     }
 
     /// The exception for a refused send: once the handshake failed or the session ended, the
     /// same one (and message) `recv()` gives, rather than a bare "closed".
     fn refused(&self, py: Python<'_>, e: SendError) -> PyErr {
-        match (e, self.unlocked(py, driver::Connection::progress)) {
+        match (e, self.unlocked(py, |c| c.progress())) {
             (SendError::Closed, ended_progress @ (Progress::Failed(_) | Progress::Closed(_))) => ended(&ended_progress),
             (e, _) => send_error(e),
         }

@@ -114,7 +114,7 @@ fn pem_bytes(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
         .map_err(|_| PyTypeError::new_err(format!("{what} must be str or bytes, not {}", type_name(value))))
 }
 
-fn type_name(value: &Bound<'_, PyAny>) -> String {
+pub(super) fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .name()

@@ -205,12 +205,40 @@ impl RecvBatch {
     }
 }
 
-/// Sends datagrams from the front of `queue` without blocking, in order; returns how many
+/// A datagram waiting to be sent: its bytes, and its own destination if it has one (an
+/// endpoint's datagrams go to many peers; a connection's all go to its one peer).
+pub(super) trait Outgoing {
+    fn contents(&self) -> &[u8];
+    fn destination(&self) -> Option<SocketAddr>;
+}
+
+impl Outgoing for Vec<u8> {
+    fn contents(&self) -> &[u8] {
+        self
+    }
+
+    fn destination(&self) -> Option<SocketAddr> {
+        None
+    }
+}
+
+impl Outgoing for crate::endpoint::Transmit {
+    fn contents(&self) -> &[u8] {
+        &self.contents
+    }
+
+    fn destination(&self) -> Option<SocketAddr> {
+        Some(self.destination)
+    }
+}
+
+/// Sends datagrams from the front of `queue` without blocking, in order, each to its own
+/// destination or else to `destination` (None: the socket is connected); returns how many
 /// left it (sent, or lost to a socket error, which is counted in `errors`). Stops at the
 /// first that would block.
-pub(super) fn send_queue(
+pub(super) fn send_queue<D: Outgoing>(
     socket: &Sock,
-    queue: &VecDeque<Vec<u8>>,
+    queue: &VecDeque<D>,
     destination: Option<SocketAddr>,
     errors: &mut u64,
 ) -> usize {
@@ -220,7 +248,8 @@ pub(super) fn send_queue(
         if GSO.load(Ordering::Relaxed) {
             let run = gso_run(queue, done);
             if run > 1 {
-                match send_gso(socket, queue.range(done..done + run), destination) {
+                let to = queue[done].destination().or(destination);
+                match send_gso(socket, queue.range(done..done + run), to) {
                     Ok(()) => {
                         done += run;
                         continue;
@@ -249,9 +278,9 @@ pub(super) fn send_queue(
                 }
             }
         }
-        let datagram = &queue[done];
+        let datagram = queue[done].contents();
         let view = socket.view();
-        let sent = socket.io(Interest::WRITABLE, || match destination {
+        let sent = socket.io(Interest::WRITABLE, || match queue[done].destination().or(destination) {
             None => view.send(datagram),
             Some(to) => view.send_to(datagram, to),
         });
@@ -265,20 +294,22 @@ pub(super) fn send_queue(
     done
 }
 
-/// How many datagrams from `start` one GSO send can carry: same-size ones, plus one shorter
-/// at the end, within the kernel's limits.
+/// How many datagrams from `start` one GSO send can carry: same-size ones to the same
+/// destination, plus one shorter at the end, within the kernel's limits.
 #[cfg(target_os = "linux")]
-fn gso_run(queue: &VecDeque<Vec<u8>>, start: usize) -> usize {
-    let segment = queue[start].len();
+fn gso_run<D: Outgoing>(queue: &VecDeque<D>, start: usize) -> usize {
+    let segment = queue[start].contents().len();
+    let to = queue[start].destination();
     let mut total = 0;
     let mut run = 0;
     for datagram in queue.range(start..).take(GSO_SEGMENTS) {
-        if datagram.len() > segment || total + datagram.len() > GSO_BYTES {
+        let len = datagram.contents().len();
+        if len > segment || total + len > GSO_BYTES || datagram.destination() != to {
             break;
         }
-        total += datagram.len();
+        total += len;
         run += 1;
-        if datagram.len() < segment {
+        if len < segment {
             break;
         }
     }
@@ -288,9 +319,9 @@ fn gso_run(queue: &VecDeque<Vec<u8>>, start: usize) -> usize {
 /// Sends same-size datagrams (the last may be shorter) as one segmented buffer, without
 /// copying them together.
 #[cfg(target_os = "linux")]
-fn send_gso<'a>(
+fn send_gso<'a, D: Outgoing + 'a>(
     socket: &Sock,
-    datagrams: impl Iterator<Item = &'a Vec<u8>>,
+    datagrams: impl Iterator<Item = &'a D>,
     destination: Option<SocketAddr>,
 ) -> io::Result<()> {
     // SAFETY: all-zero is a valid value for these plain C structs.
@@ -298,6 +329,7 @@ fn send_gso<'a>(
     let mut count = 0;
     let mut segment = 0;
     for (iov, datagram) in iovs.iter_mut().zip(datagrams) {
+        let datagram = datagram.contents();
         iov.iov_base = datagram.as_ptr() as *mut libc::c_void;
         iov.iov_len = datagram.len();
         segment = segment.max(datagram.len());
@@ -342,34 +374,39 @@ fn send_gso<'a>(
 }
 
 #[cfg(target_os = "linux")]
-fn send_mmsg<'a>(
+fn send_mmsg<'a, D: Outgoing + 'a>(
     socket: &Sock,
-    datagrams: impl Iterator<Item = &'a Vec<u8>>,
+    datagrams: impl Iterator<Item = &'a D>,
     destination: Option<SocketAddr>,
 ) -> io::Result<usize> {
-    let (name, name_len) = match destination {
-        Some(to) => to_storage(to),
-        // SAFETY: all-zero is a valid sockaddr_storage (unused: the socket is connected).
-        None => (unsafe { std::mem::zeroed() }, 0),
-    };
     // SAFETY: all-zero is a valid value for these plain C structs.
+    let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
     let mut iovs: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
     let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
     let mut count = 0;
-    for ((iov, msg), datagram) in iovs.iter_mut().zip(msgs.iter_mut()).zip(datagrams) {
+    for (((iov, msg), name), datagram) in iovs
+        .iter_mut()
+        .zip(msgs.iter_mut())
+        .zip(names.iter_mut())
+        .zip(datagrams)
+    {
+        // Each datagram has its own address (none when the socket is connected).
+        if let Some(to) = datagram.destination().or(destination) {
+            let (storage, len) = to_storage(to);
+            *name = storage;
+            msg.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
+            msg.msg_hdr.msg_namelen = len;
+        }
+        let datagram = datagram.contents();
         iov.iov_base = datagram.as_ptr() as *mut libc::c_void;
         iov.iov_len = datagram.len();
-        if name_len > 0 {
-            msg.msg_hdr.msg_name = (&name as *const libc::sockaddr_storage).cast_mut().cast();
-            msg.msg_hdr.msg_namelen = name_len;
-        }
         msg.msg_hdr.msg_iov = iov;
         msg.msg_hdr.msg_iovlen = 1;
         count += 1;
     }
     socket.io(Interest::WRITABLE, || {
         // SAFETY: the first `count` headers point at live iovecs over the queued datagrams
-        // and at `name`; the kernel only reads them.
+        // and at their entries of `names`; the kernel only reads them.
         let n = unsafe { libc::sendmmsg(socket.fd(), msgs.as_mut_ptr(), count, libc::MSG_DONTWAIT) };
         if n < 0 {
             Err(io::Error::last_os_error())
@@ -494,6 +531,58 @@ mod tests {
         assert_eq!(gso_run(&queue(&[100, 120, 120]), 1), 2);
         assert_eq!(gso_run(&queue(&[10; 100]), 0), GSO_SEGMENTS);
         assert_eq!(gso_run(&queue(&[30_000; 4]), 0), 2);
+    }
+
+    #[test]
+    fn a_gso_run_stops_where_the_destination_changes() {
+        use crate::endpoint::Transmit;
+        let a: SocketAddr = "127.0.0.1:1000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:1001".parse().unwrap();
+        let queue: VecDeque<Transmit> = [a, a, b, b, b]
+            .into_iter()
+            .map(|destination| Transmit {
+                destination,
+                contents: vec![0; 100],
+            })
+            .collect();
+        assert_eq!(gso_run(&queue, 0), 2);
+        assert_eq!(gso_run(&queue, 2), 3);
+    }
+
+    #[test]
+    fn a_queue_of_transmits_reaches_each_destination_in_order() {
+        use crate::endpoint::Transmit;
+        let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sender.set_nonblocking(true).unwrap();
+        let receivers: Vec<_> = (0..2)
+            .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        // Runs to one destination (GSO), then alternating destinations (sendmmsg).
+        let order = [0, 0, 0, 1, 0, 1, 1];
+        let queue: VecDeque<Transmit> = (order.iter().enumerate())
+            .map(|(i, &r)| Transmit {
+                destination: receivers[r].local_addr().unwrap(),
+                contents: vec![i as u8; 50],
+            })
+            .collect();
+        let sock = Sock::Direct(Arc::new(sender));
+        let mut errors = 0;
+        assert_eq!(send_queue(&sock, &queue, None, &mut errors), order.len());
+        assert_eq!(errors, 0);
+        for (r, receiver) in receivers.iter().enumerate() {
+            receiver
+                .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+                .unwrap();
+            let expected: Vec<u8> = (0..order.len()).filter(|&i| order[i] == r).map(|i| i as u8).collect();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 100];
+            for _ in &expected {
+                let n = receiver.recv(&mut buf).unwrap();
+                assert_eq!(n, 50, "each datagram arrives whole, not joined");
+                got.push(buf[0]);
+            }
+            assert_eq!(got, expected);
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! once per batch of datagrams.
 
 mod batch_io;
+mod endpoint;
+mod link;
 mod socket;
 #[cfg(test)]
 mod stall_tests;
@@ -24,6 +26,8 @@ use tokio::net::UdpSocket;
 use tokio::runtime::Runtime;
 
 use batch_io::Sock;
+pub use endpoint::{Accepted, EndpointConnection, EndpointDriver};
+pub use link::Link;
 pub use socket::{take_fd, udp_socket_from_fd};
 pub use stats::{DriverStats, StatField, StatValue, STAT_FIELDS};
 

@@ -13,17 +13,26 @@
 //! like DTLS is dropped and counted. What does not look like DTLS (RFC 7983's first byte; a
 //! STUN probe, an application's "PUNCH") is the application's, except our own keepalives.
 
+mod cookie;
+mod listen;
 mod stats;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
+use openssl::ssl::SslContext;
+
+pub use cookie::{COOKIE_LEN, COOKIE_ROTATION};
+pub use listen::{Hello, Listener};
 pub use stats::{EndpointStats, ENDPOINT_STAT_FIELDS};
 
 use crate::config::{Config, ConfigError, Role};
 use crate::engine::{is_keepalive, looks_like_dtls, Engine, Event, SendError, State};
 use crate::identity::Identity;
+use crate::policy;
+use crate::trust::{Accept, AllowPolicy, Pin};
 
 /// Which connection an event or call is about; never reused within one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -160,6 +169,9 @@ impl std::fmt::Display for DatagramError {
 
 impl std::error::Error for DatagramError {}
 
+/// Established connections a datagram from an unknown address is tried on (`migrate`).
+const MIGRATION_CANDIDATES: usize = 16;
+
 /// Largest UDP payload (IPv4).
 pub const MAX_UDP_PAYLOAD: usize = 65_507;
 
@@ -172,6 +184,10 @@ struct Slot {
     known: bool,
     /// Still in the address table (not yet ended and drained).
     routed: bool,
+    /// When a datagram last came from its address (migration tries the quietest first).
+    last_input: Instant,
+    /// The engine's `poll_timeout` as last filed in `Endpoint::timers`.
+    deadline: Option<Instant>,
 }
 
 /// Many DTLS peers on one socket.
@@ -179,8 +195,17 @@ struct Slot {
 pub struct Endpoint {
     identity: Identity,
     config: EndpointConfig,
+    /// The one OpenSSL context every connection of the endpoint uses.
+    context: SslContext,
+    /// Whom an incoming handshake accepts: the allow policy, checked inside it.
+    allow: Pin,
+    /// Answers ClientHellos from unknown addresses with cookies (`require_cookie`).
+    listener: Option<Listener>,
     slots: HashMap<ConnectionId, Slot>,
     by_address: HashMap<SocketAddr, ConnectionId>,
+    /// Every connection's next deadline, earliest first: with thousands of peers, finding
+    /// what is due must not visit them all.
+    timers: BTreeSet<(Instant, ConnectionId)>,
     next_id: u64,
     /// Incoming connections still handshaking.
     pending: usize,
@@ -194,14 +219,30 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// An endpoint that authenticates as `identity`.
-    pub fn new(identity: &Identity, config: EndpointConfig) -> Result<Self, ConfigError> {
+    /// An endpoint that authenticates as `identity` and lets in a peer that dials it when
+    /// `allow` admits its node ID (`None`: any verified peer).
+    pub fn new(
+        identity: &Identity,
+        config: EndpointConfig,
+        allow: Option<Arc<dyn AllowPolicy>>,
+    ) -> Result<Self, ConfigError> {
         config.peer.validate()?;
+        u32::try_from(config.peer.mtu).map_err(|_| ConfigError::Mtu(config.peer.mtu))?;
+        let context = policy::context(identity, &config.peer)?;
+        let accept = allow.map_or(Accept::Any, Accept::Allowed);
+        let allow = Pin::accepting(accept, identity.scheme().clone());
+        let listener = (config.accept && config.require_cookie)
+            .then(|| Listener::from_context(context.clone(), config.peer.clone(), allow.clone()))
+            .transpose()?;
         Ok(Self {
             identity: identity.clone(),
+            allow,
+            listener,
+            context,
             config,
             slots: HashMap::new(),
             by_address: HashMap::new(),
+            timers: BTreeSet::new(),
             next_id: 0,
             pending: 0,
             backlog: VecDeque::new(),
@@ -232,10 +273,11 @@ impl Endpoint {
         if self.live() >= self.config.max_connections {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
-        let mut engine = Engine::new(role, &self.identity, expected_node_id, self.config.peer.clone())
+        let pin = Pin::new(expected_node_id, self.identity.scheme().clone());
+        let mut engine = Engine::from_context(self.context.clone(), role, pin, self.config.peer.clone())
             .map_err(ConnectError::Config)?;
         engine.start(now);
-        let id = self.insert(engine, remote, true);
+        let id = self.insert(now, engine, remote, true);
         self.collect(id);
         Ok(id)
     }
@@ -247,17 +289,22 @@ impl Endpoint {
             return;
         }
         let known = self.by_address.get(&from).copied();
-        // Our keepalives are STUN-shaped; from a peer's address they are the engine's.
-        let ours = looks_like_dtls(datagram) || (known.is_some() && is_keepalive(datagram));
-        if !ours {
+        // Our keepalives are STUN-shaped; from a peer's address (or, when peers may move, from
+        // anywhere) they are the engine's.
+        let keepalive = (known.is_some() || self.config.allow_migration) && is_keepalive(datagram);
+        if !looks_like_dtls(datagram) && !keepalive {
             return self.take_app_datagram(from, datagram);
         }
         match known {
             Some(id) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
+                    slot.last_input = now;
                     slot.engine.handle_datagram(now, datagram);
                 }
                 self.collect(id);
+            }
+            None if self.config.allow_migration && !crate::engine::starts_with_client_hello(datagram) => {
+                self.migrate(now, from, datagram);
             }
             None => self.incoming(now, from, datagram),
         }
@@ -265,9 +312,9 @@ impl Endpoint {
 
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<ConnectionId> = (self.slots.iter())
-            .filter(|(_, slot)| slot.engine.poll_timeout().is_some_and(|at| at <= now))
-            .map(|(id, _)| *id)
+        let due: Vec<ConnectionId> = (self.timers.iter())
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| *id)
             .collect();
         for id in due {
             if let Some(slot) = self.slots.get_mut(&id) {
@@ -279,7 +326,7 @@ impl Endpoint {
 
     /// The earliest deadline of any connection.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slots.values().filter_map(|slot| slot.engine.poll_timeout()).min()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// The next datagram to send.
@@ -341,6 +388,9 @@ impl Endpoint {
         self.backlog.retain(|queued| *queued != id);
         if let Some(slot) = self.slots.remove(&id) {
             self.unroute(id, &slot);
+            if let Some(at) = slot.deadline {
+                self.timers.remove(&(at, id));
+            }
         }
     }
 
@@ -395,7 +445,7 @@ impl Endpoint {
         self.by_address.len()
     }
 
-    fn insert(&mut self, engine: Engine, remote: SocketAddr, known: bool) -> ConnectionId {
+    fn insert(&mut self, now: Instant, engine: Engine, remote: SocketAddr, known: bool) -> ConnectionId {
         let id = ConnectionId(self.next_id);
         self.next_id += 1;
         self.by_address.insert(remote, id);
@@ -406,6 +456,8 @@ impl Endpoint {
                 remote,
                 known,
                 routed: true,
+                last_input: now,
+                deadline: None,
             },
         );
         id
@@ -424,17 +476,71 @@ impl Endpoint {
             self.stats.dropped_over_limit += 1;
             return;
         }
-        let engine = Engine::new(Role::Server, &self.identity, None, self.config.peer.clone());
-        let Ok(mut engine) = engine else {
-            self.stats.dropped_over_limit += 1;
-            return;
+        let engine = match self.listener.as_mut().map(|l| l.hello(now, from, datagram)) {
+            Some(Hello::Accepted(engine)) => *engine,
+            Some(Hello::Answer(hvr)) => {
+                self.stats.hello_verify_requests += 1;
+                self.transmits.push_back(Transmit {
+                    destination: from,
+                    contents: hvr,
+                });
+                return;
+            }
+            Some(Hello::Ignored) => {
+                self.stats.dropped_unknown_source += 1;
+                return;
+            }
+            None => {
+                let engine = Engine::from_context(
+                    self.context.clone(),
+                    Role::Server,
+                    self.allow.clone(),
+                    self.config.peer.clone(),
+                );
+                let Ok(mut engine) = engine else {
+                    self.stats.dropped_over_limit += 1;
+                    return;
+                };
+                engine.start(now);
+                engine.handle_datagram(now, datagram);
+                engine
+            }
         };
-        engine.start(now);
-        engine.handle_datagram(now, datagram);
         self.pending += 1;
         self.stats.handshakes_started += 1;
-        let id = self.insert(engine, from, false);
+        let id = self.insert(now, engine, from, false);
         self.collect(id);
+    }
+
+    /// A datagram from an unknown address while peers may move (NAT rebinding): the
+    /// established connection under whose keys it authenticates moves to `from`. Trial
+    /// decryption costs one AEAD check per candidate, so at most `MIGRATION_CANDIDATES` are
+    /// tried, those that have been quiet longest (a peer whose mapping changed has gone quiet
+    /// at its old address). A datagram that proves no one's is dropped and counted.
+    fn migrate(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let mut candidates: Vec<(Instant, ConnectionId)> = (self.slots.iter())
+            .filter(|(_, slot)| slot.routed && slot.known && slot.engine.state() == State::Established)
+            .map(|(id, slot)| (slot.last_input, *id))
+            .collect();
+        let n = candidates.len().min(MIGRATION_CANDIDATES);
+        if n < candidates.len() {
+            candidates.select_nth_unstable(n);
+        }
+        candidates.truncate(n);
+        candidates.sort_unstable();
+        for (_, id) in candidates {
+            let Some(slot) = self.slots.get_mut(&id) else { continue };
+            if slot.engine.try_from_new_address(now, datagram) {
+                let old = std::mem::replace(&mut slot.remote, from);
+                slot.last_input = now;
+                self.by_address.remove(&old);
+                self.by_address.insert(from, id);
+                self.stats.migrations += 1;
+                self.collect(id);
+                return;
+            }
+        }
+        self.stats.dropped_unknown_source += 1;
     }
 
     /// A datagram that is not DTLS: the application's.
@@ -479,6 +585,16 @@ impl Endpoint {
                 _ => {}
             }
         }
+        let deadline = slot.engine.poll_timeout();
+        if deadline != slot.deadline {
+            if let Some(at) = slot.deadline {
+                self.timers.remove(&(at, id));
+            }
+            if let Some(at) = deadline {
+                self.timers.insert((at, id));
+            }
+            slot.deadline = deadline;
+        }
         if matches!(slot.engine.state(), State::Failed | State::Closed) && slot.routed {
             slot.routed = false;
             let (remote, known) = (slot.remote, slot.known);
@@ -487,7 +603,9 @@ impl Endpoint {
             }
             // Nobody will ever ask about an incoming handshake that failed.
             if !known {
-                self.slots.remove(&id);
+                if let Some(Slot { deadline: Some(at), .. }) = self.slots.remove(&id) {
+                    self.timers.remove(&(at, id));
+                }
             }
         }
     }

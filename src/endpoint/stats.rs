@@ -138,3 +138,62 @@ impl EndpointStats {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README's endpoint stats table as it must read: one row per key, in schema order.
+    fn expected_rows() -> Vec<String> {
+        (EndpointStats::default().fields().iter())
+            .map(|(key, _, doc)| format!("| `{key}` | {doc} |"))
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_table_lists_exactly_the_schema() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split_once("### Endpoint stats")
+            .expect("README has an \"Endpoint stats\" section")
+            .1;
+        let rows: Vec<&str> = (section.lines())
+            .skip_while(|line| !line.starts_with("| key |"))
+            .skip(2)
+            .take_while(|line| line.starts_with('|'))
+            .collect();
+        assert_eq!(
+            rows,
+            expected_rows(),
+            "the README's endpoint stats table must read:\n{}",
+            expected_rows().join("\n")
+        );
+    }
+
+    #[test]
+    fn every_counter_is_in_the_schema_once_with_its_own_value() {
+        let mut stats = EndpointStats::default();
+        let counters = [
+            &mut stats.datagrams_in,
+            &mut stats.datagrams_out,
+            &mut stats.connections,
+            &mut stats.pending_handshakes,
+            &mut stats.backlog,
+            &mut stats.hello_verify_requests,
+            &mut stats.handshakes_started,
+            &mut stats.handshakes_accepted,
+            &mut stats.handshakes_refused,
+            &mut stats.dropped_over_limit,
+            &mut stats.dropped_unknown_source,
+            &mut stats.dropped_datagram_queue_full,
+            &mut stats.app_datagrams_in,
+            &mut stats.app_datagrams_out,
+            &mut stats.migrations,
+        ];
+        for (n, counter) in (1..).zip(counters) {
+            *counter = n;
+        }
+        let values: Vec<u64> = stats.fields().iter().map(|(_, value, _)| *value).collect();
+        assert_eq!(values, (1..=ENDPOINT_STAT_FIELDS as u64).collect::<Vec<_>>());
+    }
+}

@@ -10,7 +10,9 @@
 //! OpenSSL's own wall-clock timer held out of the way (`timer`).
 
 mod flight;
+mod listened;
 mod liveness;
+mod migration;
 mod output;
 mod pipe;
 mod records;
@@ -24,6 +26,7 @@ use std::time::Instant;
 
 use openssl::ssl::{ErrorCode, Ssl, SslContext, SslStream};
 
+pub(crate) use listened::{generate_cookie, verify_cookie, Cookies, Listening, LISTEN_COOKIE_LEN};
 pub use liveness::{is_keepalive, EXPORTER_LABEL, KEEPALIVE_LEN};
 pub use output::{alert_name, CloseReason, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure};
 pub(crate) use records::starts_with_client_hello;
@@ -141,23 +144,42 @@ impl Engine {
         expected_node_id: Option<String>,
         config: Config,
     ) -> Result<Self, ConfigError> {
+        let pin = Pin::new(expected_node_id, identity.scheme().clone());
+        Self::with_pin(role, identity, pin, config)
+    }
+
+    /// A new engine that will authenticate as `identity` and accept the peers `pin` accepts
+    /// (one node ID, any, or those an allow policy lets in; see [`Pin`]), checked during the
+    /// handshake. `pin`'s scheme should be `identity`'s: it names the peer's key.
+    pub fn with_pin(role: Role, identity: &Identity, pin: Pin, config: Config) -> Result<Self, ConfigError> {
         config.validate()?;
         u32::try_from(config.mtu).map_err(|_| ConfigError::Mtu(config.mtu))?;
         let context = policy::context(identity, &config)?;
-        let pin = Pin::new(expected_node_id, identity.scheme().clone());
         Self::from_context(context, role, pin, config)
     }
 
-    /// An engine on an existing context (the identity and policy are in it).
-    fn from_context(
+    /// An engine on an existing context (the identity and policy are in it), for a caller that
+    /// shares one context among many engines. `config` must pass the checks `with_pin` makes.
+    pub(crate) fn from_context(
         context: SslContext,
         role: Role,
         expected_node_id: Pin,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        let (stream, pin, timer) = Self::attempt_session(&context, role, &config, &expected_node_id)
+        let session = Self::attempt_session(&context, role, &config, &expected_node_id)
             .map_err(|e| ConfigError::OpenSsl(e.to_string()))?;
-        Ok(Self {
+        Ok(Self::from_session(context, role, expected_node_id, config, session))
+    }
+
+    /// An engine whose first attempt runs on `session` (made by `attempt_session`).
+    fn from_session(
+        context: SslContext,
+        role: Role,
+        expected_node_id: Pin,
+        config: Config,
+        (stream, pin, timer): Session,
+    ) -> Self {
+        Self {
             stream,
             role,
             config,
@@ -193,7 +215,7 @@ impl Engine {
             peer_certificate: None,
             stats: Stats::default(),
             liveness: Liveness::default(),
-        })
+        }
     }
 
     /// A fresh OpenSSL session for one handshake attempt, with its own pin verdict and timer.

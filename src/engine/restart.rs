@@ -164,6 +164,12 @@ mod tests {
         assert!(!is_retryable(&HandshakeFailure::PeerVerification(
             VerificationFailure::NoCertificate
         )));
+        for refused in [
+            VerificationFailure::NotAllowed { actual: "b".into() },
+            VerificationFailure::Policy("allow raised".into()),
+        ] {
+            assert!(!is_retryable(&HandshakeFailure::PeerVerification(refused)));
+        }
         assert!(!is_retryable(&HandshakeFailure::AlertReceived(48)));
         assert!(!is_retryable(&HandshakeFailure::Timeout));
         assert!(is_retryable(&HandshakeFailure::PeerVerification(

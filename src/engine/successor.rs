@@ -1,8 +1,8 @@
 //! A new handshake from the peer while a session is established: its application restarted
 //! (a phone app killed and reopened on the same address) and lost the old session.
 //!
-//! The new handshake runs beside the live session in an engine of its own. Only when it
-//! completes, with the same pin, does it replace the session; messages not yet read are kept
+//! The new handshake runs beside the live session in an engine of its own, pinned to the node
+//! ID the session verified. Only when it completes does it replace the session; messages not yet read are kept
 //! in order. Until then the old session carries on untouched, so a forged ClientHello (which
 //! anyone who can spoof the address can send) costs a little work and nothing else.
 //!
@@ -63,12 +63,14 @@ impl Engine {
         if self.successor_started.is_some_and(|t| now < t + spacing) {
             return false;
         }
-        let Ok(mut next) = Self::from_context(
-            self.context.clone(),
-            self.role,
-            self.expected_node_id.clone(),
-            self.config.clone(),
-        ) else {
+        // Only the node this session verified may replace it: an allow policy (or an unpinned
+        // engine) would otherwise let another node take over the session mid-stream, and the
+        // application would be talking to someone else under the same connection.
+        let pin = match &self.peer_node_id {
+            Some(node_id) => self.expected_node_id.only(node_id),
+            None => self.expected_node_id.clone(),
+        };
+        let Ok(mut next) = Self::from_context(self.context.clone(), self.role, pin, self.config.clone()) else {
             return false;
         };
         next.opened_by = opened_by;

@@ -34,6 +34,14 @@ pub enum VerificationFailure {
     /// The local node-ID scheme could not name the peer's key (an application scheme raised
     /// or returned something other than a string; the text says which).
     Scheme(String),
+    /// The certificate is valid but the allow policy refused its node ID.
+    NotAllowed {
+        /// The node ID the peer presented.
+        actual: String,
+    },
+    /// The allow policy could not decide (an application callable raised or returned
+    /// something other than a bool; the text says which). The peer is refused.
+    Policy(String),
 }
 
 impl fmt::Display for VerificationFailure {
@@ -56,7 +64,8 @@ impl fmt::Display for VerificationFailure {
             Self::Certificate(CertificateProblem::InvalidExtension(why)) => {
                 write!(f, "the peer's certificate has an invalid libp2p key extension: {why}")
             }
-            Self::Scheme(why) => f.write_str(why),
+            Self::Scheme(why) | Self::Policy(why) => f.write_str(why),
+            Self::NotAllowed { actual } => write!(f, "peer node ID {actual} was refused by the allow policy"),
         }
     }
 }

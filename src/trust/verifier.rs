@@ -7,14 +7,26 @@ use openssl::ssl::{SslRef, SslVerifyMode};
 use openssl::x509::{X509StoreContextRef, X509VerifyResult};
 
 use super::certificate::check_self_signature;
-use super::{inspect_peer_certificate, inspect_peer_key, CertificateProblem, NodeIdScheme, VerificationFailure};
+use super::{
+    inspect_peer_certificate, inspect_peer_key, AllowPolicy, CertificateProblem, NodeIdScheme, VerificationFailure,
+};
 use crate::alert::Alert;
 
-/// Whom a connection accepts: a node ID (normalised by the scheme), or anyone, and the local
-/// scheme that names the peer's key.
+/// Whom a connection accepts, judged by the peer's node ID under the local scheme.
+#[derive(Debug, Clone)]
+pub enum Accept {
+    /// Only this node ID (normalised by the scheme's `parse`).
+    Node(String),
+    /// Any peer with a valid certificate.
+    Any,
+    /// Any peer with a valid certificate whose node ID the policy allows.
+    Allowed(Arc<dyn AllowPolicy>),
+}
+
+/// Whom a connection accepts, and the local scheme that names the peer's key.
 #[derive(Debug, Clone)]
 pub struct Pin {
-    expected: Option<String>,
+    accept: Accept,
     scheme: Arc<dyn NodeIdScheme>,
 }
 
@@ -22,7 +34,33 @@ impl Pin {
     /// `expected` must already be normalised with `scheme.parse` (`None` accepts any valid
     /// certificate).
     pub fn new(expected: Option<String>, scheme: Arc<dyn NodeIdScheme>) -> Self {
-        Self { expected, scheme }
+        let accept = match expected {
+            Some(node_id) => Accept::Node(node_id),
+            None => Accept::Any,
+        };
+        Self::accepting(accept, scheme)
+    }
+
+    /// Accepts the peers `policy` allows (an endpoint's `accept()`).
+    pub fn allowing(policy: Arc<dyn AllowPolicy>, scheme: Arc<dyn NodeIdScheme>) -> Self {
+        Self::accepting(Accept::Allowed(policy), scheme)
+    }
+
+    /// Accepts whom `accept` says; a node ID in it must be normalised with `scheme.parse`.
+    pub fn accepting(accept: Accept, scheme: Arc<dyn NodeIdScheme>) -> Self {
+        Self { accept, scheme }
+    }
+
+    /// Whom it accepts.
+    pub fn accept(&self) -> &Accept {
+        &self.accept
+    }
+
+    /// The same scheme, pinned to one node ID: a new handshake that may replace a session
+    /// (a restarted peer) must come from the node already verified, whoever else the policy
+    /// lets in.
+    pub fn only(&self, node_id: &str) -> Self {
+        Self::accepting(Accept::Node(node_id.to_owned()), self.scheme.clone())
     }
 }
 
@@ -80,15 +118,17 @@ impl Verifier {
     /// A pinned key needs no self-signature check: the handshake makes the peer sign with the
     /// certificate key (ServerKeyExchange, CertificateVerify), which OpenSSL verifies, and the
     /// node key either is that key or endorses it through the extension's signature, which is
-    /// always verified. Nothing else in the certificate (its CN, say) is trusted. The
-    /// self-signature is checked when the node ID differs, to tell a damaged certificate
-    /// (tried again, see `engine::restart`) from another node's (final), and when nothing is
-    /// pinned. The scheme runs once per certificate (a handshake sees one).
+    /// always verified. Nothing else in the certificate (its CN, say) is trusted. The same
+    /// holds for a node ID the allow policy lets in. The self-signature is checked when the
+    /// node ID is refused (another one than pinned, or one the policy refuses or cannot
+    /// judge), to tell a damaged certificate (tried again, see `engine::restart`) from another
+    /// node's (final), and when anyone is accepted. The scheme and the policy run once per
+    /// certificate (a handshake sees one).
     fn judge(&self, der: &[u8]) -> Verdict {
         let failure = VerificationFailure::Certificate;
-        let key = match &self.pin.expected {
-            Some(_) => inspect_peer_key(der),
-            None => inspect_peer_certificate(der),
+        let key = match &self.pin.accept {
+            Accept::Node(_) | Accept::Allowed(_) => inspect_peer_key(der),
+            Accept::Any => inspect_peer_certificate(der),
         }
         .map_err(failure)?;
         let node_id = match self.pin.scheme.node_id(&key) {
@@ -99,20 +139,28 @@ impl Verifier {
                 return Err(VerificationFailure::Scheme(why));
             }
         };
-        let peer = PeerIdentity {
+        let refusal = match &self.pin.accept {
+            Accept::Node(expected) if *expected != node_id => Some(VerificationFailure::NodeIdMismatch {
+                expected: expected.clone(),
+                actual: node_id.clone(),
+            }),
+            Accept::Node(_) | Accept::Any => None,
+            Accept::Allowed(policy) => match policy.allows(&node_id) {
+                Ok(true) => None,
+                Ok(false) => Some(VerificationFailure::NotAllowed {
+                    actual: node_id.clone(),
+                }),
+                Err(why) => Some(VerificationFailure::Policy(why)),
+            },
+        };
+        if let Some(refusal) = refusal {
+            check_self_signature(der).map_err(failure)?;
+            return Err(refusal);
+        }
+        Ok(PeerIdentity {
             node_id,
             public_key_der: key.spki_der().to_vec(),
-        };
-        match &self.pin.expected {
-            Some(expected) if *expected != peer.node_id => {
-                check_self_signature(der).map_err(failure)?;
-                Err(VerificationFailure::NodeIdMismatch {
-                    expected: expected.clone(),
-                    actual: peer.node_id,
-                })
-            }
-            _ => Ok(peer),
-        }
+        })
     }
 
     fn verify(&self, ctx: &mut X509StoreContextRef) -> bool {
@@ -148,10 +196,15 @@ impl Verifier {
 /// is not the pinned one (or none) and `unsupported_certificate` for a wrong key type or an
 /// invalid key extension say "not you", while `decrypt_error` for a damaged certificate reads as
 /// noise. A failing local scheme sends `internal_error`: the fault is ours, and the peer's retry
-/// goes unanswered because this side's failure is final.
+/// goes unanswered because this side's failure is final. A peer the allow policy refuses, or
+/// cannot judge, gets a pin mismatch's `unknown_ca`: to the peer both mean "not you", and it
+/// stops at once instead of retrying into a refusal that is final here.
 fn refusal_alert(failure: &VerificationFailure) -> Alert {
     match failure {
-        VerificationFailure::NodeIdMismatch { .. } | VerificationFailure::NoCertificate => Alert::UnknownCa,
+        VerificationFailure::NodeIdMismatch { .. }
+        | VerificationFailure::NoCertificate
+        | VerificationFailure::NotAllowed { .. }
+        | VerificationFailure::Policy(_) => Alert::UnknownCa,
         VerificationFailure::Certificate(
             CertificateProblem::WrongKeyType(_) | CertificateProblem::InvalidExtension(_),
         ) => Alert::UnsupportedCertificate,
@@ -213,6 +266,8 @@ mod tests {
                 51,
             ),
             (VerificationFailure::Scheme("raised".into()), 80),
+            (VerificationFailure::NotAllowed { actual: "b".into() }, 48),
+            (VerificationFailure::Policy("allow raised".into()), 48),
         ];
         for (failure, code) in cases {
             let alert = refusal_alert(&failure);

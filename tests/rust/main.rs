@@ -1,8 +1,11 @@
 //! Engine tests: two engines (or an engine and a raw OpenSSL peer) over in-memory links.
 #![allow(unreachable_pub)]
+mod allow;
 mod common;
+mod cookie;
 mod corruption;
 mod driver;
+mod endpoint;
 mod faults;
 mod garbage;
 mod handshake;

@@ -1,41 +1,11 @@
 //! Guards the restarted-peer path: a peer whose application restarted runs a new handshake
 //! on the same addresses, which replaces the live session only once it is verified.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use dtls_peer::{Engine, Event, HandshakeFailure, Identity, Role, State};
 
-use crate::common::{fast_config, Pair};
-
-/// Moves datagrams between two engines until both are quiet (bounded), waiting out timers.
-fn exchange(a: &mut Engine, b: &mut Engine, events_a: &mut Vec<Event>, events_b: &mut Vec<Event>) {
-    let limit = Instant::now() + Duration::from_secs(5);
-    for _ in 0..1000 {
-        let mut moved = false;
-        while let Some(d) = a.poll_transmit() {
-            b.handle_datagram(Instant::now(), &d);
-            moved = true;
-        }
-        while let Some(d) = b.poll_transmit() {
-            a.handle_datagram(Instant::now(), &d);
-            moved = true;
-        }
-        events_a.extend(std::iter::from_fn(|| a.poll_event()));
-        events_b.extend(std::iter::from_fn(|| b.poll_event()));
-        if moved {
-            continue;
-        }
-        let Some(at) = [a.poll_timeout(), b.poll_timeout()].into_iter().flatten().min() else {
-            return;
-        };
-        if at > limit {
-            return;
-        }
-        std::thread::sleep(at.saturating_duration_since(Instant::now()));
-        a.handle_timeout(Instant::now());
-        b.handle_timeout(Instant::now());
-    }
-}
+use crate::common::{exchange, fast_config, Pair};
 
 fn restarted(role: Role, id: &Identity, peer: &Identity) -> Engine {
     let mut engine = Engine::new(role, id, Some(peer.node_id().to_owned()), fast_config()).unwrap();

@@ -19,6 +19,36 @@ pub enum Dir {
 /// What the link does to one flight (all datagrams one engine emitted in one drain).
 pub type Script = Box<dyn FnMut(Dir, usize, Vec<Vec<u8>>) -> Vec<Vec<u8>>>;
 
+/// Moves datagrams between two engines until both are quiet (bounded), waiting out timers.
+pub fn exchange(a: &mut Engine, b: &mut Engine, events_a: &mut Vec<Event>, events_b: &mut Vec<Event>) {
+    let limit = Instant::now() + Duration::from_secs(5);
+    for _ in 0..1000 {
+        let mut moved = false;
+        while let Some(d) = a.poll_transmit() {
+            b.handle_datagram(Instant::now(), &d);
+            moved = true;
+        }
+        while let Some(d) = b.poll_transmit() {
+            a.handle_datagram(Instant::now(), &d);
+            moved = true;
+        }
+        events_a.extend(std::iter::from_fn(|| a.poll_event()));
+        events_b.extend(std::iter::from_fn(|| b.poll_event()));
+        if moved {
+            continue;
+        }
+        let Some(at) = [a.poll_timeout(), b.poll_timeout()].into_iter().flatten().min() else {
+            return;
+        };
+        if at > limit {
+            return;
+        }
+        std::thread::sleep(at.saturating_duration_since(Instant::now()));
+        a.handle_timeout(Instant::now());
+        b.handle_timeout(Instant::now());
+    }
+}
+
 /// Settings that keep retransmission tests short in real time.
 pub fn fast_config() -> Config {
     Config {
