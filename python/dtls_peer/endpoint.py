@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Any, Literal, Union
@@ -28,6 +30,20 @@ AllowPolicy = Union[frozenset[str], set[str], list[str], tuple[str, ...], Callab
 
 # Bounds on the table sizes: generous, but no value that could not be meant.
 MAX_TABLE_SIZE = 1 << 20
+
+
+def _v6only(fd: int) -> bool:
+    """Whether ``fd`` is an IPv6 socket that cannot reach IPv4 peers (IPV6_V6ONLY)."""
+    try:
+        probe = socket.socket(fileno=fd)
+    except OSError:
+        return False  # not a socket: the native constructor says so
+    try:
+        return probe.family == socket.AF_INET6 and bool(
+            probe.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        )
+    finally:
+        probe.detach()
 
 
 class DTLSEndpoint:
@@ -85,6 +101,7 @@ class DTLSEndpoint:
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
         fd = _take_socket(sock)
+        self._v6only = _v6only(fd)
         # The native constructor owns `fd` from its first line, even when it raises.
         self._native = _native.Endpoint(
             fd,
@@ -142,6 +159,14 @@ class DTLSEndpoint:
         if self._closed:
             raise EndpointClosed(f"{what}: the endpoint was closed with close()")
 
+    def _reachable(self, addr: object) -> tuple[str, int]:
+        host, port = _parse_remote(addr)
+        # The native side refuses IPv6 on an IPv4 socket; an IPv6-only socket cannot reach
+        # IPv4 either, which only the socket option tells.
+        if self._v6only and ipaddress.ip_address(host).version == 4:
+            raise ValueError(f"remote address {host} is IPv4 but the socket is IPv6-only (IPV6_V6ONLY)")
+        return host, port
+
     # -- peers ---------------------------------------------------------------------------
 
     async def connect(
@@ -158,7 +183,7 @@ class DTLSEndpoint:
         ``DTLSPeerConnection.handshake()`` does; ``ValueError`` for an address that is not an
         IP literal, port 0, a family the socket cannot reach, or an address that already has a
         connection; ``DTLSError`` at ``max_connections``; ``EndpointClosed`` once closed."""
-        host, port = _parse_remote(remote_addr)
+        host, port = self._reachable(remote_addr)
         if expected_node_id is not None and not isinstance(expected_node_id, str):
             raise TypeError(f"expected_node_id must be str or None, not {type(expected_node_id).__name__}")
         resolved_role = DTLSPeerConnection._resolve_role(role, self._identity, expected_node_id)
@@ -217,7 +242,7 @@ class DTLSEndpoint:
             payload = bytes(data)
         else:
             raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
-        host, port = _parse_remote(addr)
+        host, port = self._reachable(addr)
         self._check_open("send_datagram()")
         while not self._native.send_datagram(payload, host, port):
             await self._wait()

@@ -29,6 +29,8 @@ use batch_io::Sock;
 pub use endpoint::{Accepted, EndpointConnection, EndpointDriver};
 pub use link::Link;
 pub use socket::{take_fd, udp_socket_from_fd};
+#[cfg(test)]
+pub(crate) use stats::assert_readme_table;
 pub use stats::{DriverStats, StatField, StatValue, STAT_FIELDS};
 
 use crate::engine::{CloseReason, Engine, Event, HandshakeFailure, SendError, State};

@@ -164,6 +164,28 @@ impl DriverStats {
     }
 }
 
+/// Asserts that the first `| key | meaning |` table after `heading` in the README has exactly
+/// `expected` as its rows: the test that holds each stats table to its schema.
+#[cfg(test)]
+pub(crate) fn assert_readme_table(heading: &str, expected: &[String]) {
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split_once(heading)
+        .unwrap_or_else(|| panic!("README has a {heading:?} section"))
+        .1;
+    let rows: Vec<&str> = (section.lines())
+        .skip_while(|line| !line.starts_with("| key |"))
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .collect();
+    assert_eq!(
+        rows,
+        expected,
+        "the README's table under {heading:?} must read:\n| key | meaning |\n|---|---|\n{}",
+        expected.join("\n")
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,23 +201,7 @@ mod tests {
 
     #[test]
     fn the_readme_table_lists_exactly_the_schema() {
-        let readme = include_str!("../../README.md");
-        let section = readme
-            .split_once("### Properties and stats")
-            .expect("README has a \"Properties and stats\" section")
-            .1;
-        let rows: Vec<&str> = section
-            .lines()
-            .skip_while(|line| !line.starts_with("| key |"))
-            .skip(2)
-            .take_while(|line| line.starts_with('|'))
-            .collect();
-        assert_eq!(
-            rows,
-            expected_rows(),
-            "the README's stats table must read:\n| key | meaning |\n|---|---|\n{}",
-            expected_rows().join("\n")
-        );
+        assert_readme_table("### Properties and stats", &expected_rows());
     }
 
     #[test]

@@ -58,6 +58,12 @@ impl Listener {
     /// Handles one datagram from `from`, which has no connection; `now` also rotates the
     /// cookie secret (see [`super::COOKIE_ROTATION`]).
     pub fn hello(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) -> Hello {
+        self.hello_pinned(now, from, datagram, None)
+    }
+
+    /// As `hello`, but an accepted engine accepts whom `pin` names, when given, instead of
+    /// the listener's own pin (a peer the endpoint dialled as the server and waits for).
+    pub(crate) fn hello_pinned(&mut self, now: Instant, from: SocketAddr, datagram: &[u8], pin: Option<&Pin>) -> Hello {
         let Some(hello) = ClientHello::parse(datagram) else {
             return Hello::Ignored;
         };
@@ -71,7 +77,7 @@ impl Listener {
         let cookies = Cookies { issue, previous };
         let outcome = if cookies.accepts(hello.cookie) {
             self.listening
-                .accept(now, datagram, cookies)
+                .accept(now, datagram, cookies, pin)
                 .map(|e| Hello::Accepted(Box::new(e)))
         } else {
             self.listening.verify_request(datagram, cookies).map(Hello::Answer)

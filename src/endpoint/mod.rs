@@ -188,6 +188,9 @@ struct Slot {
     last_input: Instant,
     /// The engine's `poll_timeout` as last filed in `Endpoint::timers`.
     deadline: Option<Instant>,
+    /// A dial in the server role still waiting for the peer's ClientHello to pass the cookie
+    /// exchange, and whom it accepts.
+    awaiting_hello: Option<Pin>,
 }
 
 /// Many DTLS peers on one socket.
@@ -231,7 +234,10 @@ impl Endpoint {
         let context = policy::context(identity, &config.peer)?;
         let accept = allow.map_or(Accept::Any, Accept::Allowed);
         let allow = Pin::accepting(accept, identity.scheme().clone());
-        let listener = (config.accept && config.require_cookie)
+        // Cookies also serve a dial in the server role (see `connect`), so an endpoint that
+        // does not accept still keeps a listener.
+        let listener = config
+            .require_cookie
             .then(|| Listener::from_context(context.clone(), config.peer.clone(), allow.clone()))
             .transpose()?;
         Ok(Self {
@@ -274,10 +280,19 @@ impl Endpoint {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
         let pin = Pin::new(expected_node_id, self.identity.scheme().clone());
-        let mut engine = Engine::from_context(self.context.clone(), role, pin, self.config.peer.clone())
+        let mut engine = Engine::from_context(self.context.clone(), role, pin.clone(), self.config.peer.clone())
             .map_err(ConnectError::Config)?;
         engine.start(now);
         let id = self.insert(now, engine, remote, true);
+        // A server waits for the peer's ClientHello. That hello may have come before this
+        // call and been answered with a cookie, so the retried one carries a cookie (and
+        // message_seq 1) that only the cookie path can take: it goes through the listener like
+        // any other, with this dial's pin. Until then the started engine holds the deadline.
+        if role == Role::Server && self.listener.is_some() {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                slot.awaiting_hello = Some(pin);
+            }
+        }
         self.collect(id);
         Ok(id)
     }
@@ -299,7 +314,23 @@ impl Endpoint {
             Some(id) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.last_input = now;
-                    slot.engine.handle_datagram(now, datagram);
+                    match (&slot.awaiting_hello, self.listener.as_mut()) {
+                        (Some(pin), Some(listener)) => match listener.hello_pinned(now, from, datagram, Some(pin)) {
+                            Hello::Accepted(engine) => {
+                                slot.engine = *engine;
+                                slot.awaiting_hello = None;
+                            }
+                            Hello::Answer(hvr) => {
+                                self.stats.hello_verify_requests += 1;
+                                self.transmits.push_back(Transmit {
+                                    destination: from,
+                                    contents: hvr,
+                                });
+                            }
+                            Hello::Ignored => self.stats.dropped_unknown_source += 1,
+                        },
+                        _ => slot.engine.handle_datagram(now, datagram),
+                    }
                 }
                 self.collect(id);
             }
@@ -458,6 +489,7 @@ impl Endpoint {
                 routed: true,
                 last_input: now,
                 deadline: None,
+                awaiting_hello: None,
             },
         );
         id

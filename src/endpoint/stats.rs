@@ -152,22 +152,7 @@ mod tests {
 
     #[test]
     fn the_readme_table_lists_exactly_the_schema() {
-        let readme = include_str!("../../README.md");
-        let section = readme
-            .split_once("### Endpoint stats")
-            .expect("README has an \"Endpoint stats\" section")
-            .1;
-        let rows: Vec<&str> = (section.lines())
-            .skip_while(|line| !line.starts_with("| key |"))
-            .skip(2)
-            .take_while(|line| line.starts_with('|'))
-            .collect();
-        assert_eq!(
-            rows,
-            expected_rows(),
-            "the README's endpoint stats table must read:\n{}",
-            expected_rows().join("\n")
-        );
+        crate::driver::assert_readme_table("### Endpoint stats", &expected_rows());
     }
 
     #[test]

@@ -20,7 +20,8 @@ use openssl::error::ErrorStack;
 use openssl::ssl::{SslContext, SslRef};
 use openssl_sys::{BIO_ADDR, SSL};
 
-use super::{records, Engine, Session};
+use super::phase::{Handshake, HelloStage};
+use super::{records, Engine, Tls};
 use crate::config::{Config, ConfigError, Role};
 use crate::trust::Pin;
 
@@ -97,7 +98,7 @@ pub(crate) struct Listening {
     context: SslContext,
     config: Config,
     pin: Pin,
-    session: Session,
+    session: Tls,
 }
 
 impl std::fmt::Debug for Listening {
@@ -120,7 +121,7 @@ impl Listening {
         })
     }
 
-    fn session(context: &SslContext, config: &Config, pin: &Pin) -> Result<Session, ConfigError> {
+    fn session(context: &SslContext, config: &Config, pin: &Pin) -> Result<Tls, ConfigError> {
         Engine::attempt_session(context, Role::Server, config, pin).map_err(|e| ConfigError::OpenSsl(e.to_string()))
     }
 
@@ -128,9 +129,9 @@ impl Listening {
     /// `cookies.issue`; `None` if OpenSSL did not answer it.
     pub(crate) fn verify_request(&mut self, hello: &[u8], cookies: Cookies) -> Option<Vec<u8>> {
         let _scope = CookieScope::enter(cookies);
-        self.session.0.get_mut().push_incoming(hello.to_vec());
+        self.session.stream.get_mut().push_incoming(hello.to_vec());
         let listened = listen(&mut self.session);
-        let pipe = self.session.0.get_mut();
+        let pipe = self.session.stream.get_mut();
         pipe.clear_incoming();
         let answer = pipe.pop_outgoing();
         // Nothing else OpenSSL wrote belongs anywhere.
@@ -140,35 +141,46 @@ impl Listening {
 
     /// A server engine for `hello`, a ClientHello carrying one of `cookies`, that has taken
     /// it in and started its handshake at `now`; `None` if OpenSSL did not accept it.
-    pub(crate) fn accept(&mut self, now: Instant, hello: &[u8], cookies: Cookies) -> Option<Engine> {
+    /// With `pin`, the engine accepts whom that pin names instead of the listener's own pin
+    /// (a peer the endpoint waits for by address).
+    pub(crate) fn accept(&mut self, now: Instant, hello: &[u8], cookies: Cookies, pin: Option<&Pin>) -> Option<Engine> {
         // The engine numbers the peer's epoch-0 records itself (see `records`); the ones in
         // this datagram are the first it gets.
         let mut datagram = hello.to_vec();
         let mut next_epoch_zero_record = 0;
         records::renumber_epoch_zero(&mut datagram, &mut next_epoch_zero_record);
-        let fresh = Self::session(&self.context, &self.config, &self.pin).ok()?;
-        let mut session = std::mem::replace(&mut self.session, fresh);
+        let mut session = match pin {
+            // The verifier is set on the session when it is made, so another pin needs its own.
+            Some(pin) => Self::session(&self.context, &self.config, pin).ok()?,
+            None => {
+                let fresh = Self::session(&self.context, &self.config, &self.pin).ok()?;
+                std::mem::replace(&mut self.session, fresh)
+            }
+        };
         // The scope also covers `start`: SSL_accept checks the cookie once more.
         let _scope = CookieScope::enter(cookies);
-        session.0.get_mut().push_incoming(datagram);
+        session.stream.get_mut().push_incoming(datagram);
         if listen(&mut session) != 1 {
             return None;
         }
         let mut engine = Engine::from_session(
             self.context.clone(),
             Role::Server,
-            self.pin.clone(),
+            pin.unwrap_or(&self.pin).clone(),
             self.config.clone(),
             session,
         );
         // What `process` notes for a ClientHello, which this one did not pass through.
         engine.stats.datagrams_in += 1;
         engine.stats.bytes_in += hello.len() as u64;
-        engine.client_hello_seen = true;
-        engine.answering = records::client_hello_random(hello);
-        engine.next_epoch_zero_record = next_epoch_zero_record;
         engine.flight.hear(records::repeat_key(hello));
-        engine.start(now);
+        let mut handshake = Handshake::new(Role::Server, now, now + engine.config.handshake_timeout);
+        handshake.next_epoch_zero_record = next_epoch_zero_record;
+        if let Some(hellos) = &mut handshake.hellos {
+            hellos.stage = HelloStage::Seen;
+            hellos.answering = records::client_hello_random(hello);
+        }
+        engine.begin(now, handshake);
         Some(engine)
     }
 }
@@ -176,7 +188,7 @@ impl Listening {
 /// Runs `DTLSv1_listen` on the datagram queued in `session`: 1 when it accepted a cookie,
 /// 0 when it answered or dropped the datagram, below 0 on an OpenSSL error. Leaves the
 /// thread's error queue empty.
-fn listen(session: &mut Session) -> c_int {
+fn listen(session: &mut Tls) -> c_int {
     // SAFETY: plain allocation; null is checked.
     let client = unsafe { BIO_ADDR_new() };
     if client.is_null() {
@@ -185,7 +197,7 @@ fn listen(session: &mut Session) -> c_int {
     // SAFETY: the SSL is live and its BIO is our pipe; `client` is a valid BIO_ADDR that
     // DTLSv1_listen fills or clears, freed right after.
     let result = unsafe {
-        let result = DTLSv1_listen(session.0.ssl().as_ptr(), client);
+        let result = DTLSv1_listen(session.stream.ssl().as_ptr(), client);
         BIO_ADDR_free(client);
         result
     };

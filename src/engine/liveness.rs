@@ -114,7 +114,7 @@ impl Engine {
         live.keys = None;
         live.last_heard = Some(now);
         live.next_check = self.config.keepalive_interval.map(|i| now + i);
-        live.sent_at_check = self.stats.datagrams_out + self.stream.get_ref().outgoing_len() as u64;
+        live.sent_at_check = self.stats.datagrams_out + self.tls.stream.get_ref().outgoing_len() as u64;
         self.stats.handshake_rtt = match live.flight {
             Some((at, false)) => Some(now.saturating_duration_since(at)),
             _ => None,
@@ -124,12 +124,13 @@ impl Engine {
     /// This session's keepalive keys, exported (RFC 5705) on first use; None before the
     /// session is established or if OpenSSL cannot export.
     fn keys(&mut self) -> Option<&Keys> {
-        if self.state != State::Established {
+        if self.state() != State::Established {
             return None;
         }
         if self.liveness.keys.is_none() {
             let mut material = [0u8; 2 * MAC];
-            self.stream
+            self.tls
+                .stream
                 .ssl()
                 .export_keying_material(&mut material, EXPORTER_LABEL, None)
                 .ok()?;
@@ -175,7 +176,7 @@ impl Engine {
 
     /// When liveness needs `handle_timeout` next, while established.
     pub(super) fn liveness_deadline(&self) -> Option<Instant> {
-        if self.state != State::Established {
+        if self.state() != State::Established {
             return None;
         }
         let idle = self
@@ -188,13 +189,13 @@ impl Engine {
 
     /// Closes an idle session, or sends a keepalive when one is due.
     pub(super) fn liveness_timeout(&mut self, now: Instant) {
-        if self.state != State::Established {
+        if self.state() != State::Established {
             return;
         }
         if let (Some(timeout), Some(heard)) = (self.config.idle_timeout, self.liveness.last_heard) {
             if now >= heard + timeout {
                 // close_notify tells a peer that is alive but silent that we gave up.
-                let _ = self.stream.shutdown();
+                let _ = self.tls.stream.shutdown();
                 return self.close_with(CloseReason::IdleTimeout(timeout));
             }
         }
@@ -206,7 +207,7 @@ impl Engine {
         }
         if self.datagrams_sent() == self.liveness.sent_at_check {
             if let Some(keepalive) = self.next_keepalive() {
-                self.stream.get_mut().push_outgoing(keepalive);
+                self.tls.stream.get_mut().push_outgoing(keepalive);
                 self.stats.keepalives_out += 1;
             }
         }
@@ -216,7 +217,7 @@ impl Engine {
 
     /// Datagrams sent or queued to send (`poll_transmit` counts them only when collected).
     fn datagrams_sent(&self) -> u64 {
-        self.stats.datagrams_out + self.stream.get_ref().outgoing_len() as u64
+        self.stats.datagrams_out + self.tls.stream.get_ref().outgoing_len() as u64
     }
 
     fn next_keepalive(&mut self) -> Option<Vec<u8>> {

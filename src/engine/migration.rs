@@ -20,7 +20,7 @@ impl Engine {
     pub fn try_from_new_address(&mut self, now: Instant, datagram: &[u8]) -> bool {
         let candidate = (datagram.first() == Some(&APPLICATION_DATA) && datagram.get(3..5) != Some(&[0, 0]))
             || is_keepalive(datagram);
-        if self.state != State::Established || !candidate {
+        if self.state() != State::Established || !candidate {
             return false;
         }
         let before = self.stats.clone();

@@ -14,6 +14,7 @@ mod listened;
 mod liveness;
 mod migration;
 mod output;
+mod phase;
 mod pipe;
 mod records;
 mod restart;
@@ -39,11 +40,17 @@ use crate::trust::verifier::{self, Verifier};
 use crate::trust::Pin;
 use flight::Flight;
 use liveness::Liveness;
+use phase::{Handshake, HelloStage, Peer, Phase, Session};
 use pipe::DatagramPipe;
 use timer::TimerState;
 
-/// One attempt's OpenSSL session with the verifier and timer state its callbacks share.
-type Session = (SslStream<DatagramPipe>, Arc<Verifier>, Arc<TimerState>);
+/// One attempt's OpenSSL session with the verifier and timer state its callbacks share: a
+/// new attempt, or an adopted successor, replaces all three at once.
+struct Tls {
+    stream: SslStream<DatagramPipe>,
+    pin: Arc<Verifier>,
+    timer: Arc<TimerState>,
+}
 
 /// Datagrams kept while `Idle` (the peer may start before we do).
 const EARLY_DATAGRAMS: usize = 64;
@@ -67,59 +74,21 @@ pub fn looks_like_dtls(datagram: &[u8]) -> bool {
 
 /// One DTLS 1.2 association with one peer.
 pub struct Engine {
-    stream: SslStream<DatagramPipe>,
+    /// The current attempt's OpenSSL session (or the adopted successor's).
+    tls: Tls,
     role: Role,
     config: Config,
-    state: State,
+    /// Where the engine is in its life, with the data that exists only there (see `phase`).
+    phase: Phase,
     context: SslContext,
     /// Whom this engine accepts, and the scheme that names the peer.
     expected_node_id: Pin,
-    pin: Arc<Verifier>,
-    timer: Arc<TimerState>,
-    /// This handshake's attempt number (see `restart`), from 1.
-    attempt: u32,
-    /// The last attempt's failure and how many attempts in a row failed that way.
-    last_failure: Option<(HandshakeFailure, u32)>,
-    /// Our fatal alert from the last failed attempt and how often it may still be repeated.
-    abort: Vec<Vec<u8>>,
-    abort_resends_left: u32,
-    /// A server whose attempt failed waits for a new ClientHello; anything else the peer
-    /// sends meanwhile belongs to the abandoned attempt.
-    awaiting_client_hello: bool,
-    /// When the current attempt started, if it is not the first and the peer has sent
-    /// nothing for it yet.
-    unanswered_since: Option<Instant>,
-    /// The shortest encrypted record body the negotiated suite allows (set once connected).
-    min_record_body: usize,
-    /// Datagrams that ended earlier attempts.
-    fatal_inputs: VecDeque<Vec<u8>>,
-    /// The sequence number given to the next epoch-0 record from the peer (see `records`).
-    next_epoch_zero_record: u64,
-    /// A server has taken in a ClientHello (before that, later-epoch records come from a
-    /// session the peer still has with our previous incarnation).
-    client_hello_seen: bool,
-    /// The client random of the ClientHello a server's current attempt answers.
-    answering: Option<[u8; 32]>,
-    /// Those of the attempts it abandoned (see `restart::admits_client_hello`).
-    abandoned_hellos: VecDeque<[u8; 32]>,
-    /// HelloRequests a fresh server may still send to such a peer.
-    hello_requests_left: u32,
-    /// A new handshake the peer started while this session is established (`successor`).
-    successor: Option<Box<Self>>,
-    successor_started: Option<Instant>,
-    /// The ClientHello random that opened this engine, when it is a successor.
-    opened_by: Option<[u8; 32]>,
     /// Retransmissions counted by the timers of earlier attempts.
     earlier_retransmissions: u64,
-    early: VecDeque<Vec<u8>>,
     events: VecDeque<Event>,
-    started_at: Option<Instant>,
-    handshake_deadline: Option<Instant>,
     /// Our current flight and its retransmission schedule.
     flight: Flight,
-    peer_node_id: Option<String>,
-    peer_public_key: Option<Vec<u8>>,
-    peer_certificate: Option<Vec<u8>>,
+    /// Counters over the engine's life; `handshake_attempts` is also what `restart` counts.
     stats: Stats,
     liveness: Liveness,
 }
@@ -128,8 +97,8 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine")
             .field("role", &self.role)
-            .field("state", &self.state)
-            .field("peer_node_id", &self.peer_node_id)
+            .field("state", &self.state())
+            .field("peer_node_id", &self.peer_node_id())
             .finish_non_exhaustive()
     }
 }
@@ -166,54 +135,27 @@ impl Engine {
         expected_node_id: Pin,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        let session = Self::attempt_session(&context, role, &config, &expected_node_id)
+        let tls = Self::attempt_session(&context, role, &config, &expected_node_id)
             .map_err(|e| ConfigError::OpenSsl(e.to_string()))?;
-        Ok(Self::from_session(context, role, expected_node_id, config, session))
+        Ok(Self::from_session(context, role, expected_node_id, config, tls))
     }
 
-    /// An engine whose first attempt runs on `session` (made by `attempt_session`).
-    fn from_session(
-        context: SslContext,
-        role: Role,
-        expected_node_id: Pin,
-        config: Config,
-        (stream, pin, timer): Session,
-    ) -> Self {
+    /// An engine whose first attempt runs on `tls` (made by `attempt_session`).
+    fn from_session(context: SslContext, role: Role, expected_node_id: Pin, config: Config, tls: Tls) -> Self {
         Self {
-            stream,
+            tls,
             role,
             config,
-            state: State::Idle,
+            phase: Phase::Idle { early: VecDeque::new() },
             context,
             expected_node_id,
-            pin,
-            timer,
-            attempt: 1,
-            last_failure: None,
-            abort: Vec::new(),
-            abort_resends_left: 0,
-            awaiting_client_hello: false,
-            unanswered_since: None,
-            min_record_body: 0,
-            next_epoch_zero_record: 0,
-            fatal_inputs: VecDeque::new(),
-            client_hello_seen: false,
-            answering: None,
-            abandoned_hellos: VecDeque::new(),
-            hello_requests_left: HELLO_REQUESTS,
-            successor: None,
-            successor_started: None,
-            opened_by: None,
             earlier_retransmissions: 0,
-            early: VecDeque::new(),
             events: VecDeque::new(),
-            started_at: None,
-            handshake_deadline: None,
             flight: Flight::default(),
-            peer_node_id: None,
-            peer_public_key: None,
-            peer_certificate: None,
-            stats: Stats::default(),
+            stats: Stats {
+                handshake_attempts: 1,
+                ..Stats::default()
+            },
             liveness: Liveness::default(),
         }
     }
@@ -224,7 +166,7 @@ impl Engine {
         role: Role,
         config: &Config,
         expected_node_id: &Pin,
-    ) -> Result<Session, openssl::error::ErrorStack> {
+    ) -> Result<Tls, openssl::error::ErrorStack> {
         let mut ssl = Ssl::new(context)?;
         // `new` checked that the MTU fits.
         ssl.set_mtu(u32::try_from(config.mtu).unwrap_or(u32::MAX))?;
@@ -236,20 +178,27 @@ impl Engine {
         timer::install(&mut ssl, timer.clone());
         let pin = Arc::new(Verifier::new(expected_node_id.clone()));
         verifier::install(&mut ssl, pin.clone());
-        Ok((SslStream::new(ssl, DatagramPipe::default())?, pin, timer))
+        let stream = SslStream::new(ssl, DatagramPipe::default())?;
+        Ok(Tls { stream, pin, timer })
     }
 
     /// Begins the handshake; the handshake timeout counts from `now`. Datagrams received
     /// while idle are processed now. Calling it again has no effect.
     pub fn start(&mut self, now: Instant) {
-        if self.state != State::Idle {
+        let handshake = Handshake::new(self.role, now, now + self.config.handshake_timeout);
+        self.begin(now, handshake);
+    }
+
+    /// Leaves `Idle` for `handshake` (which starts at `now`); no effect in any other phase.
+    fn begin(&mut self, now: Instant, handshake: Handshake) {
+        if self.state() != State::Idle {
             return;
         }
-        self.state = State::Handshaking;
-        self.started_at = Some(now);
-        self.handshake_deadline = Some(now + self.config.handshake_timeout);
+        let Phase::Idle { early } = std::mem::replace(&mut self.phase, Phase::Handshaking(handshake)) else {
+            return;
+        };
         self.drive_handshake(now);
-        while let Some(datagram) = self.early.pop_front() {
+        for datagram in early {
             self.process(now, datagram);
         }
     }
@@ -265,9 +214,9 @@ impl Engine {
             self.stats.dropped_not_dtls += 1;
             return;
         }
-        if self.state == State::Idle {
-            if self.early.len() < EARLY_DATAGRAMS {
-                self.early.push_back(datagram.to_vec());
+        if let Phase::Idle { early } = &mut self.phase {
+            if early.len() < EARLY_DATAGRAMS {
+                early.push_back(datagram.to_vec());
             } else {
                 self.stats.dropped_early += 1;
             }
@@ -276,66 +225,10 @@ impl Engine {
         self.process(now, datagram.to_vec());
     }
 
-    fn process(&mut self, now: Instant, mut datagram: Vec<u8>) {
-        match self.state {
-            State::Handshaking => {
-                if !self.admits_client_hello(&datagram) {
-                    return self.repeat_abort();
-                }
-                if self.awaiting_client_hello {
-                    if !records::starts_with_client_hello(&datagram) {
-                        return self.repeat_abort();
-                    }
-                    self.awaiting_client_hello = false;
-                    self.abort_resends_left = 0;
-                }
-                if self.role == Role::Server && !self.client_hello_seen {
-                    if !records::is_epoch_zero(&datagram) {
-                        return self.ask_for_new_handshake();
-                    }
-                    self.client_hello_seen = records::starts_with_client_hello(&datagram);
-                }
-                if records::has_impossible_epoch_zero_record(&datagram) {
-                    self.stats.dropped_invalid += 1;
-                    return;
-                }
-                // A copy of what ended an earlier attempt (the peer repeating its alert, or the
-                // link duplicating it) must not end this one too. A peer that sends its flight
-                // again may have missed our alert and still run that attempt: tell it again
-                // (bounded). A server waiting for a ClientHello does that above; this is where a
-                // client does, which a server answering a replayed ClientHello relies on.
-                if self.fatal_inputs.contains(&datagram) {
-                    return self.repeat_abort();
-                }
-                self.unanswered_since = None;
-                let attempt = self.attempt;
-                let original = datagram.clone();
-                let repeat = self.flight.hear(records::repeat_key(&original));
-                let unsent = self.stream.get_ref().outgoing_len();
-                if self.role == Role::Server && self.answering.is_none() {
-                    self.answering = records::client_hello_random(&datagram);
-                }
-                records::renumber_epoch_zero(&mut datagram, &mut self.next_epoch_zero_record);
-                // A repeat still goes to OpenSSL: the first copy may have come too early to
-                // be used (a ChangeCipherSpec before the messages it follows is dropped).
-                self.stream.get_mut().push_incoming(datagram);
-                self.drive_handshake(now);
-                // The peer sent this before and OpenSSL had nothing new to say: the peer
-                // repeats its flight because ours, which answered it, was lost. Sending ours
-                // now saves the rest of our own timeout. (OpenSSL answers only a repeated
-                // Finished, and only from a peer that renumbered it.)
-                let progressed = self.stream.get_ref().outgoing_len() != unsent;
-                if repeat && !progressed && self.attempt == attempt && self.flight.awaits_answer() {
-                    let _ = self.answer_repeat(now);
-                }
-                if self.attempt != attempt {
-                    if self.fatal_inputs.len() == restart::MAX_ATTEMPTS as usize {
-                        self.fatal_inputs.pop_front();
-                    }
-                    self.fatal_inputs.push_back(original);
-                }
-            }
-            State::Established => {
+    fn process(&mut self, now: Instant, datagram: Vec<u8>) {
+        match &self.phase {
+            Phase::Handshaking(_) => self.process_handshake(now, datagram),
+            Phase::Established(_) => {
                 if self.route_new_handshake(now, &datagram) {
                     return;
                 }
@@ -347,12 +240,13 @@ impl Engine {
                     }
                     return;
                 }
-                if records::has_short_encrypted_record(&datagram, self.min_record_body) {
+                let min_record_body = self.session().map_or(0, |s| s.min_record_body);
+                if records::has_short_encrypted_record(&datagram, min_record_body) {
                     self.stats.dropped_invalid += 1;
                     return;
                 }
-                self.stream.get_mut().push_incoming(datagram);
-                let answers = self.stream.get_ref().outgoing_len();
+                self.tls.stream.get_mut().push_incoming(datagram);
+                let answers = self.tls.stream.get_ref().outgoing_len();
                 let delivered = self.read_records();
                 if delivered > 0 {
                     self.liveness.heard(now);
@@ -361,39 +255,113 @@ impl Engine {
                 }
                 // Delivered nothing, ended nothing and needed no answer (a genuine repeat of the
                 // peer's last flight gets ours again): OpenSSL discarded it, whatever its type.
-                if delivered == 0 && self.state == State::Established && self.stream.get_ref().outgoing_len() == answers
+                if delivered == 0
+                    && self.state() == State::Established
+                    && self.tls.stream.get_ref().outgoing_len() == answers
                 {
                     self.stats.dropped_invalid += 1;
                 }
             }
-            State::Idle | State::Failed | State::Closed => self.stats.dropped_after_close += 1,
+            Phase::Idle { .. } | Phase::Failed | Phase::Closed { .. } => self.stats.dropped_after_close += 1,
+        }
+    }
+
+    fn process_handshake(&mut self, now: Instant, mut datagram: Vec<u8>) {
+        if !self.admits_client_hello(&datagram) {
+            return self.repeat_abort();
+        }
+        let Phase::Handshaking(handshake) = &mut self.phase else {
+            return;
+        };
+        if let Some(hellos) = &mut handshake.hellos {
+            match hellos.stage {
+                HelloStage::AwaitingRetry => {
+                    if !records::starts_with_client_hello(&datagram) {
+                        return self.repeat_abort();
+                    }
+                    hellos.stage = HelloStage::Seen;
+                    handshake.abort_resends_left = 0;
+                }
+                HelloStage::Unseen { .. } => {
+                    if !records::is_epoch_zero(&datagram) {
+                        return self.ask_for_new_handshake();
+                    }
+                    if records::starts_with_client_hello(&datagram) {
+                        hellos.stage = HelloStage::Seen;
+                    }
+                }
+                HelloStage::Seen => {}
+            }
+        }
+        if records::has_impossible_epoch_zero_record(&datagram) {
+            self.stats.dropped_invalid += 1;
+            return;
+        }
+        // A copy of what ended an earlier attempt (the peer repeating its alert, or the
+        // link duplicating it) must not end this one too. A peer that sends its flight
+        // again may have missed our alert and still run that attempt: tell it again
+        // (bounded). A server waiting for a ClientHello does that above; this is where a
+        // client does, which a server answering a replayed ClientHello relies on.
+        if handshake.fatal_inputs.contains(&datagram) {
+            return self.repeat_abort();
+        }
+        handshake.unanswered_since = None;
+        let attempt = self.stats.handshake_attempts;
+        let original = datagram.clone();
+        let repeat = self.flight.hear(records::repeat_key(&original));
+        let unsent = self.tls.stream.get_ref().outgoing_len();
+        if let Some(hellos) = &mut handshake.hellos {
+            if hellos.answering.is_none() {
+                hellos.answering = records::client_hello_random(&datagram);
+            }
+        }
+        records::renumber_epoch_zero(&mut datagram, &mut handshake.next_epoch_zero_record);
+        // A repeat still goes to OpenSSL: the first copy may have come too early to
+        // be used (a ChangeCipherSpec before the messages it follows is dropped).
+        self.tls.stream.get_mut().push_incoming(datagram);
+        self.drive_handshake(now);
+        // The peer sent this before and OpenSSL had nothing new to say: the peer
+        // repeats its flight because ours, which answered it, was lost. Sending ours
+        // now saves the rest of our own timeout. (OpenSSL answers only a repeated
+        // Finished, and only from a peer that renumbered it.)
+        let progressed = self.tls.stream.get_ref().outgoing_len() != unsent;
+        let restarted = self.stats.handshake_attempts != attempt;
+        if repeat && !progressed && !restarted && self.flight.awaits_answer() {
+            let _ = self.answer_repeat(now);
+        }
+        if let (true, Phase::Handshaking(handshake)) = (restarted, &mut self.phase) {
+            if handshake.fatal_inputs.len() == restart::MAX_ATTEMPTS as usize {
+                handshake.fatal_inputs.pop_front();
+            }
+            handshake.fatal_inputs.push_back(original);
         }
     }
 
     /// Retransmits or gives up when a deadline from `poll_timeout` has passed.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.state == State::Established {
+        if self.state() == State::Established {
             self.successor_timeout(now);
             return self.liveness_timeout(now);
         }
-        if self.state != State::Handshaking {
+        let Phase::Handshaking(handshake) = &mut self.phase else {
             return;
-        }
-        if let Some(at) = self.unanswered_restart_ends() {
-            if now >= at {
-                // The peer did not take part in the new attempt: it gave up after the last
-                // one (a one-shot peer such as OpenSSL's tools does), so report why that failed.
-                if let Some((failure, _)) = self.last_failure.take() {
-                    return self.end_handshake(failure);
-                }
+        };
+        if handshake
+            .unanswered_restart_ends(&self.config)
+            .is_some_and(|at| now >= at)
+        {
+            // The peer did not take part in the new attempt: it gave up after the last
+            // one (a one-shot peer such as OpenSSL's tools does), so report why that failed.
+            if let Some((failure, _)) = handshake.last_failure.take() {
+                return self.end_handshake(failure);
             }
         }
-        if self.handshake_deadline.is_some_and(|d| now >= d) {
+        if now >= handshake.deadline {
             return self.end_handshake(HandshakeFailure::Timeout);
         }
         if let Some(datagrams) = self.flight.due(now, self.config.max_retransmit_timeout) {
             for datagram in datagrams {
-                self.stream.get_mut().push_outgoing(datagram);
+                self.tls.stream.get_mut().push_outgoing(datagram);
             }
             self.liveness.flight_sent(now, true);
         }
@@ -401,7 +369,7 @@ impl Engine {
 
     /// Encrypts one message into one datagram (collect it with `poll_transmit`).
     pub fn send(&mut self, message: &[u8]) -> Result<(), SendError> {
-        match self.state {
+        match self.state() {
             State::Established => {}
             State::Idle | State::Handshaking => return Err(SendError::NotEstablished),
             State::Failed | State::Closed => return Err(SendError::Closed),
@@ -416,7 +384,7 @@ impl Engine {
         if message.is_empty() {
             return Err(SendError::Empty);
         }
-        match self.stream.ssl_write(message) {
+        match self.tls.stream.ssl_write(message) {
             Ok(_) => {
                 self.stats.messages_out += 1;
                 Ok(())
@@ -430,14 +398,14 @@ impl Engine {
 
     /// Sends close_notify (if a session exists) and ends the engine. Idempotent.
     pub fn close(&mut self) {
-        match self.state {
-            State::Idle => self.state = State::Closed,
+        match self.state() {
+            State::Idle => self.phase = Phase::Closed { peer: None },
             State::Handshaking => {
-                let _ = self.stream.shutdown();
+                let _ = self.tls.stream.shutdown();
                 self.end_handshake(HandshakeFailure::Closed);
             }
             State::Established => {
-                let _ = self.stream.shutdown();
+                let _ = self.tls.stream.shutdown();
                 self.close_with(CloseReason::LocalClose);
             }
             State::Failed | State::Closed => {}
@@ -446,9 +414,14 @@ impl Engine {
 
     /// The next datagram to send to the peer.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
-        let datagram = match self.stream.get_mut().pop_outgoing() {
+        let datagram = match self.tls.stream.get_mut().pop_outgoing() {
             Some(datagram) => datagram,
-            None => self.successor.as_mut()?.stream.get_mut().pop_outgoing()?,
+            None => match &mut self.phase {
+                Phase::Established(session) => {
+                    (session.successor.as_mut()?.engine.tls.stream.get_mut()).pop_outgoing()?
+                }
+                _ => return None,
+            },
         };
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += datagram.len() as u64;
@@ -462,17 +435,17 @@ impl Engine {
 
     /// When `handle_timeout` must next be called, if ever.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.state == State::Established {
-            let successor = self.successor.as_ref().and_then(|s| s.poll_timeout());
+        if let Phase::Established(session) = &self.phase {
+            let successor = session.successor.as_ref().and_then(|s| s.engine.poll_timeout());
             return [successor, self.liveness_deadline()].into_iter().flatten().min();
         }
-        if self.state != State::Handshaking {
+        let Phase::Handshaking(handshake) = &self.phase else {
             return None;
-        }
+        };
         [
             self.flight.deadline(),
-            self.handshake_deadline,
-            self.unanswered_restart_ends(),
+            Some(handshake.deadline),
+            handshake.unanswered_restart_ends(&self.config),
         ]
         .into_iter()
         .flatten()
@@ -481,7 +454,7 @@ impl Engine {
 
     /// Where the engine is in its life.
     pub fn state(&self) -> State {
-        self.state
+        self.phase.state()
     }
 
     /// The role this engine plays.
@@ -501,29 +474,29 @@ impl Engine {
 
     /// The verified peer's node ID, once connected.
     pub fn peer_node_id(&self) -> Option<&str> {
-        self.peer_node_id.as_deref()
+        self.phase.peer().map(|p| p.node_id.as_str())
     }
 
     /// DER SubjectPublicKeyInfo of the verified peer's node key, once connected.
     pub fn peer_public_key(&self) -> Option<&[u8]> {
-        self.peer_public_key.as_deref()
+        self.phase.peer().map(|p| p.public_key.as_slice())
     }
 
     /// The peer's certificate (DER), once connected.
     pub fn peer_certificate(&self) -> Option<&[u8]> {
-        self.peer_certificate.as_deref()
+        self.phase.peer().map(|p| p.certificate.as_slice())
     }
 
     /// The negotiated cipher suite (OpenSSL name), once connected.
     pub fn cipher(&self) -> Option<&'static str> {
-        (self.state == State::Established).then(|| self.stream.ssl().current_cipher().map(|c| c.name()))?
+        (self.state() == State::Established).then(|| self.tls.stream.ssl().current_cipher().map(|c| c.name()))?
     }
 
     /// The shortest valid encrypted record body for the negotiated suite: AES-GCM carries an
     /// 8-byte explicit nonce and a 16-byte tag, ChaCha20-Poly1305 only the tag. Read once at
     /// connection, not per datagram.
     fn negotiated_min_record_body(&self) -> usize {
-        match self.stream.ssl().current_cipher().map(|c| c.name()) {
+        match self.tls.stream.ssl().current_cipher().map(|c| c.name()) {
             Some(name) if name.contains("GCM") => 24,
             _ => 16,
         }
@@ -531,21 +504,20 @@ impl Engine {
 
     /// The negotiated protocol version ("DTLSv1.2"), once connected.
     pub fn protocol_version(&self) -> Option<&'static str> {
-        (self.state == State::Established).then(|| self.stream.ssl().version_str())
+        (self.state() == State::Established).then(|| self.tls.stream.ssl().version_str())
     }
 
     /// Counters so far.
     pub fn stats(&self) -> Stats {
         Stats {
             retransmissions: self.retransmissions(),
-            handshake_attempts: u64::from(self.attempt),
             ..self.stats.clone()
         }
     }
 
     fn drive_handshake(&mut self, now: Instant) {
-        let unsent = self.stream.get_ref().outgoing_len();
-        match self.stream.do_handshake() {
+        let unsent = self.tls.stream.get_ref().outgoing_len();
+        match self.tls.stream.do_handshake() {
             Ok(()) => self.connected(now, unsent),
             Err(e) if e.code() == ErrorCode::WANT_READ => self.sync_timer(now, unsent),
             Err(e) => {
@@ -558,32 +530,41 @@ impl Engine {
     fn connected(&mut self, now: Instant, unsent: usize) {
         // The verify callback decided during the handshake; this re-check only guards against
         // OpenSSL skipping it, which would otherwise let an unverified peer through.
-        let der = self.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
-        let verdict = match (&der, self.pin.verdict()) {
+        let der = self.tls.stream.ssl().peer_certificate().and_then(|c| c.to_der().ok());
+        let verdict = match (der, self.tls.pin.verdict()) {
             (None, _) => Err(VerificationFailure::NoCertificate),
-            (Some(der), Some(Ok(_)) | None) => self.pin.verdict_for(der),
+            (Some(der), Some(Ok(_)) | None) => self.tls.pin.verdict_for(&der).map(|peer| (peer, der)),
             (Some(_), Some(Err(failure))) => Err(failure),
         };
         match verdict {
-            Ok(peer) => {
-                self.peer_node_id = Some(peer.node_id);
-                self.peer_public_key = Some(peer.public_key_der);
-                self.peer_certificate = der;
-                self.state = State::Established;
-                self.min_record_body = self.negotiated_min_record_body();
+            Ok((peer, certificate)) => {
+                let started_at = match &self.phase {
+                    Phase::Handshaking(handshake) => Some(handshake.started_at),
+                    _ => None,
+                };
+                self.phase = Phase::Established(Session {
+                    peer: Peer {
+                        node_id: peer.node_id,
+                        public_key: peer.public_key_der,
+                        certificate,
+                    },
+                    min_record_body: self.negotiated_min_record_body(),
+                    successor: None,
+                    successor_started: None,
+                });
                 // What this call wrote is our final flight (a server's ChangeCipherSpec and
                 // Finished): kept to answer the peer if it repeats its flight, having missed ours.
                 self.earlier_retransmissions += self.flight.take_retransmissions();
-                let last = self.stream.get_ref().outgoing_since(unsent);
+                let last = self.tls.stream.get_ref().outgoing_since(unsent);
                 self.flight.last(now, last, self.config.initial_retransmit_timeout);
-                self.stats.handshake_duration = self.started_at.map(|t| now.saturating_duration_since(t));
+                self.stats.handshake_duration = started_at.map(|t| now.saturating_duration_since(t));
                 self.liveness_established(now);
                 self.events.push_back(Event::Connected);
                 // Records that arrived with the final flight.
                 self.read_records();
             }
             Err(failure) => {
-                let _ = self.stream.shutdown();
+                let _ = self.tls.stream.shutdown();
                 self.fail(now, HandshakeFailure::PeerVerification(failure));
             }
         }
@@ -597,7 +578,7 @@ impl Engine {
     fn read_records_into(&mut self, buffer: &mut [u8]) -> usize {
         let mut delivered = 0;
         loop {
-            match self.stream.ssl_read(buffer) {
+            match self.tls.stream.ssl_read(buffer) {
                 Ok(0) => {}
                 Ok(n) => {
                     delivered += 1;
@@ -607,7 +588,7 @@ impl Engine {
                 Err(e) if e.code() == ErrorCode::WANT_READ => break,
                 Err(e) if e.code() == ErrorCode::ZERO_RETURN => {
                     // Answer close_notify with ours, as RFC 5246 7.2.1 asks.
-                    let _ = self.stream.shutdown();
+                    let _ = self.tls.stream.shutdown();
                     self.close_with(CloseReason::PeerClosed);
                     break;
                 }
@@ -621,21 +602,21 @@ impl Engine {
                 }
             }
         }
-        self.stream.get_mut().clear_incoming();
+        self.tls.stream.get_mut().clear_incoming();
         delivered
     }
 
     /// Takes note of what OpenSSL did in one call, after the first `unsent` datagrams queued:
     /// a new flight to keep and schedule, or an answer from the peer that ends the schedule.
     fn sync_timer(&mut self, now: Instant, unsent: usize) {
-        if self.timer.take_flight_start() {
-            let datagrams = self.stream.get_ref().outgoing_since(unsent);
+        if self.tls.timer.take_flight_start() {
+            let datagrams = self.tls.stream.get_ref().outgoing_since(unsent);
             self.flight
                 .start(now, datagrams, self.config.initial_retransmit_timeout);
             // A flight sent twice from the start (the attempt has seen loss) gives no sample.
             self.liveness.flight_sent(now, self.flight.copy_pending());
         }
-        if !timer::is_running(self.stream.ssl()) {
+        if !timer::is_running(self.tls.stream.ssl()) {
             self.flight.answered();
         }
     }
@@ -658,14 +639,14 @@ impl Engine {
             return false;
         };
         for datagram in datagrams {
-            self.stream.get_mut().push_outgoing(datagram);
+            self.tls.stream.get_mut().push_outgoing(datagram);
         }
         self.liveness.flight_sent(now, true);
         true
     }
 
     fn classify(&self, e: &openssl::ssl::Error) -> HandshakeFailure {
-        if let Some(Err(failure)) = self.pin.verdict() {
+        if let Some(Err(failure)) = self.tls.pin.verdict() {
             return HandshakeFailure::PeerVerification(failure);
         }
         if let Some(code) = alert_received(e) {
@@ -681,16 +662,44 @@ impl Engine {
     }
 
     fn end_handshake(&mut self, failure: HandshakeFailure) {
-        self.state = State::Failed;
+        self.phase = Phase::Failed;
         self.forget_flight();
-        self.stream.get_mut().clear_incoming();
+        self.tls.stream.get_mut().clear_incoming();
         self.events.push_back(Event::HandshakeFailed(failure));
     }
 
     fn close_with(&mut self, reason: CloseReason) {
-        if self.state == State::Established {
-            self.state = State::Closed;
-            self.events.push_back(Event::Closed(reason));
+        if self.state() != State::Established {
+            return;
+        }
+        let Phase::Established(session) = std::mem::replace(&mut self.phase, Phase::Closed { peer: None }) else {
+            return;
+        };
+        // A successor's datagrams still queued go out after ours, as they did while the
+        // session (and with it the successor) was kept after closing.
+        if let Some(mut successor) = session.successor {
+            for datagram in successor.engine.tls.stream.get_mut().take_outgoing() {
+                self.tls.stream.get_mut().push_outgoing(datagram);
+            }
+        }
+        self.phase = Phase::Closed {
+            peer: Some(session.peer),
+        };
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// The established session, if there is one.
+    fn session(&self) -> Option<&Session> {
+        match &self.phase {
+            Phase::Established(session) => Some(session),
+            _ => None,
+        }
+    }
+
+    fn session_mut(&mut self) -> Option<&mut Session> {
+        match &mut self.phase {
+            Phase::Established(session) => Some(session),
+            _ => None,
         }
     }
 }

@@ -8,11 +8,13 @@
 //! something about the peer — a valid certificate with another node ID, an unacceptable key, no
 //! certificate, or the peer telling us it refused ours — ends the handshake at once.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use super::output::{HandshakeFailure, VerificationFailure};
+use super::phase::{Handshake, Phase};
 use super::{records, Engine, Role};
 use crate::alert::Alert;
+use crate::config::Config;
 use crate::trust::CertificateProblem;
 
 /// Attempts per handshake, the first included; bounds the work spoofed alerts can cause.
@@ -45,24 +47,26 @@ pub(super) fn is_retryable(failure: &HandshakeFailure) -> bool {
 impl Engine {
     /// An attempt failed: start another one if `restart` allows it, or end the handshake.
     pub(super) fn fail(&mut self, now: Instant, failure: HandshakeFailure) {
-        let streak = match &self.last_failure {
+        let Phase::Handshaking(handshake) = &self.phase else {
+            return self.end_handshake(failure);
+        };
+        let streak = match &handshake.last_failure {
             Some((last, n)) if *last == failure => n + 1,
             _ => 1,
         };
+        let attempt = self.stats.handshake_attempts;
         // An attempt needs at least a couple of retransmission periods to have a chance.
-        let time_left = self
-            .handshake_deadline
-            .map_or(Duration::ZERO, |d| d.saturating_duration_since(now));
+        let time_left = handshake.deadline.saturating_duration_since(now);
         let retry = is_retryable(&failure)
-            && self.attempt < MAX_ATTEMPTS
+            && attempt < u64::from(MAX_ATTEMPTS)
             && streak < SAME_FAILURE_LIMIT
             && time_left > 2 * self.config.initial_retransmit_timeout;
         if !retry {
             return self.end_handshake(failure);
         }
         match Self::attempt_session(&self.context, self.role, &self.config, &self.expected_node_id) {
-            Ok((stream, pin, timer)) => {
-                let mut old = std::mem::replace(&mut self.stream, stream);
+            Ok(tls) => {
+                let mut old = std::mem::replace(&mut self.tls, tls).stream;
                 // The old attempt's fatal alert still goes out, first; it tells the peer to
                 // start again too. Anything else it left unsent belongs to a dead attempt.
                 let mut abort: Vec<Vec<u8>> = (old.get_mut().take_outgoing().into_iter())
@@ -71,31 +75,27 @@ impl Engine {
                 // Every attempt's session numbers its records from 0, so two attempts' alerts
                 // would be byte-identical; a peer drops repeats of an alert it already acted on
                 // (see `process`), so each attempt's alert carries the attempt in its number.
-                let mut tag = u64::from(self.attempt) << 32;
+                let mut tag = attempt << 32;
                 for datagram in &mut abort {
                     records::renumber_epoch_zero(datagram, &mut tag);
                 }
-                self.abort = abort.clone();
-                self.abort_resends_left = ABORT_RESENDS;
-                for datagram in abort {
-                    self.stream.get_mut().push_outgoing(datagram);
+                for datagram in &abort {
+                    self.tls.stream.get_mut().push_outgoing(datagram.clone());
                 }
-                self.pin = pin;
-                self.timer = timer;
-                self.attempt += 1;
-                self.last_failure = Some((failure, streak));
-                self.unanswered_since = Some(now);
-                self.next_epoch_zero_record = 0;
-                if let Some(random) = self.answering.take() {
-                    if self.abandoned_hellos.len() == MAX_ATTEMPTS as usize {
-                        self.abandoned_hellos.pop_front();
+                self.stats.handshake_attempts += 1;
+                if let Phase::Handshaking(handshake) = &mut self.phase {
+                    handshake.abort = abort;
+                    handshake.abort_resends_left = ABORT_RESENDS;
+                    handshake.last_failure = Some((failure, streak));
+                    handshake.unanswered_since = Some(now);
+                    handshake.next_epoch_zero_record = 0;
+                    if let Some(hellos) = &mut handshake.hellos {
+                        hellos.abandon_attempt();
                     }
-                    self.abandoned_hellos.push_back(random);
                 }
                 self.forget_flight();
-                match self.role {
-                    Role::Client => self.drive_handshake(now),
-                    Role::Server => self.awaiting_client_hello = true,
+                if self.role == Role::Client {
+                    self.drive_handshake(now);
                 }
             }
             Err(e) => self.end_handshake(HandshakeFailure::Protocol(e.to_string())),
@@ -105,12 +105,15 @@ impl Engine {
     /// The peer missed our alert and still sends the old attempt: tell it again (bounded).
     pub(super) fn repeat_abort(&mut self) {
         self.stats.dropped_stale_handshake += 1;
-        if self.abort_resends_left == 0 {
+        let Phase::Handshaking(handshake) = &mut self.phase else {
+            return;
+        };
+        if handshake.abort_resends_left == 0 {
             return;
         }
-        self.abort_resends_left -= 1;
-        for datagram in self.abort.clone() {
-            self.stream.get_mut().push_outgoing(datagram);
+        handshake.abort_resends_left -= 1;
+        for datagram in &handshake.abort {
+            self.tls.stream.get_mut().push_outgoing(datagram.clone());
         }
     }
 
@@ -132,21 +135,26 @@ impl Engine {
     /// next message), but our repeat detection would answer each repeat of it with our flight,
     /// sending copies of a flight meant for someone else to the client's address.
     pub(super) fn admits_client_hello(&self, datagram: &[u8]) -> bool {
-        if self.role != Role::Server {
+        let Phase::Handshaking(Handshake {
+            hellos: Some(hellos), ..
+        }) = &self.phase
+        else {
             return true;
-        }
+        };
         let Some(random) = records::client_hello_random(datagram) else {
             return true;
         };
-        !self.abandoned_hellos.contains(&random) && !matches!(self.answering, Some(r) if r != random)
+        !hellos.abandoned.contains(&random) && !matches!(hellos.answering, Some(r) if r != random)
     }
+}
 
+impl Handshake {
     /// While the peer has sent nothing for the current attempt: when to stop waiting for it.
     /// A peer that restarts too answers within three of its retransmission periods.
-    pub(super) fn unanswered_restart_ends(&self) -> Option<Instant> {
-        let grace = self.config.initial_retransmit_timeout * ANSWER_PERIODS;
+    pub(super) fn unanswered_restart_ends(&self, config: &Config) -> Option<Instant> {
+        let grace = config.initial_retransmit_timeout * ANSWER_PERIODS;
         let ends = self.unanswered_since? + grace;
-        Some(self.handshake_deadline.map_or(ends, |d| d.min(ends)))
+        Some(self.deadline.min(ends))
     }
 }
 

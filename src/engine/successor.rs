@@ -13,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::phase::{Handshake, HelloStage, Phase, ServerHellos, Session, Successor};
 use super::{records, Engine, Event, State, HELLO_REQUESTS};
 use crate::config::Role;
 
@@ -36,7 +37,10 @@ impl Engine {
         };
         if opens {
             let hello = records::client_hello_random(datagram);
-            let same = self.successor.as_ref().is_some_and(|s| s.opened_by == hello);
+            let same = self
+                .session_mut()
+                .and_then(|s| s.successor.as_ref())
+                .is_some_and(|s| s.opened_by == hello);
             if !same && !self.begin_successor(now, hello) {
                 return true;
             }
@@ -45,13 +49,13 @@ impl Engine {
                 return true;
             }
         }
-        let Some(successor) = self.successor.as_mut() else {
+        let Some(successor) = self.session_mut().and_then(|s| s.successor.as_mut()) else {
             return opens;
         };
         if !records::is_handshake_traffic(datagram) {
             return false;
         }
-        successor.process(now, datagram.to_vec());
+        successor.engine.process(now, datagram.to_vec());
         self.settle_successor(now);
         true
     }
@@ -60,92 +64,125 @@ impl Engine {
     /// costs a key exchange and, for a server, a flight sent to the peer's address).
     fn begin_successor(&mut self, now: Instant, opened_by: Option<[u8; 32]>) -> bool {
         let spacing = self.config.initial_retransmit_timeout.max(Duration::from_millis(100));
-        if self.successor_started.is_some_and(|t| now < t + spacing) {
+        let Some(session) = self.session() else {
+            return false;
+        };
+        if session.successor_started.is_some_and(|t| now < t + spacing) {
             return false;
         }
         // Only the node this session verified may replace it: an allow policy (or an unpinned
         // engine) would otherwise let another node take over the session mid-stream, and the
         // application would be talking to someone else under the same connection.
-        let pin = match &self.peer_node_id {
-            Some(node_id) => self.expected_node_id.only(node_id),
-            None => self.expected_node_id.clone(),
-        };
-        let Ok(mut next) = Self::from_context(self.context.clone(), self.role, pin, self.config.clone()) else {
+        let pin = self.expected_node_id.only(&session.peer.node_id);
+        let Ok(mut engine) = Self::from_context(self.context.clone(), self.role, pin, self.config.clone()) else {
             return false;
         };
-        next.opened_by = opened_by;
-        next.start(now);
-        self.successor_started = Some(now);
-        self.successor = Some(Box::new(next));
+        engine.start(now);
+        let Some(session) = self.session_mut() else {
+            return false;
+        };
+        session.successor_started = Some(now);
+        session.successor = Some(Successor {
+            engine: Box::new(engine),
+            opened_by,
+        });
         true
     }
 
     /// Lets the new handshake's timers run.
     pub(super) fn successor_timeout(&mut self, now: Instant) {
-        if let Some(successor) = self.successor.as_mut() {
-            successor.handle_timeout(now);
+        if let Some(successor) = self.session_mut().and_then(|s| s.successor.as_mut()) {
+            successor.engine.handle_timeout(now);
             self.settle_successor(now);
         }
     }
 
     /// Adopts the new handshake once it completed, or forgets it once it failed.
     fn settle_successor(&mut self, now: Instant) {
-        let Some(successor) = self.successor.as_mut() else {
+        let Phase::Established(Session {
+            successor: Some(successor),
+            ..
+        }) = &mut self.phase
+        else {
             return;
         };
-        match successor.state {
+        match successor.engine.state() {
             State::Handshaking => {}
             State::Established => self.adopt_successor(now),
             State::Idle | State::Failed | State::Closed => {
                 // Its alert still goes out: the peer (or forger) learns it was refused.
-                for datagram in successor.stream.get_mut().take_outgoing() {
-                    self.stream.get_mut().push_outgoing(datagram);
+                for datagram in successor.engine.tls.stream.get_mut().take_outgoing() {
+                    self.tls.stream.get_mut().push_outgoing(datagram);
                 }
-                self.successor = None;
+                if let Some(session) = self.session_mut() {
+                    session.successor = None;
+                }
             }
         }
     }
 
+    /// The new handshake completed: its session, OpenSSL state, last flight and liveness
+    /// replace ours whole. Only the engine-wide counters and events carry over.
     fn adopt_successor(&mut self, now: Instant) {
-        let Some(mut next) = self.successor.take().map(|s| *s) else {
+        let Some(Successor { engine, .. }) = self.session_mut().and_then(|s| s.successor.take()) else {
             return;
         };
-        // Its own answers (the final flight) still go out, after anything already queued.
-        while let Some(datagram) = next.stream.get_mut().pop_outgoing() {
-            self.stream.get_mut().push_outgoing(datagram);
-        }
-        let mut pending = self.stream.get_mut().take_outgoing();
-        std::mem::swap(&mut self.stream, &mut next.stream);
-        for datagram in pending.drain(..) {
-            self.stream.get_mut().push_outgoing(datagram);
+        let Self {
+            mut tls,
+            phase: Phase::Established(session),
+            flight,
+            earlier_retransmissions,
+            liveness,
+            stats,
+            events,
+            ..
+        } = *engine
+        else {
+            return;
+        };
+        // Everything queued goes out in order: ours, then its own answers (the final flight).
+        let mut pending = self.tls.stream.get_mut().take_outgoing();
+        pending.extend(tls.stream.get_mut().take_outgoing());
+        self.tls = tls;
+        for datagram in pending {
+            self.tls.stream.get_mut().push_outgoing(datagram);
         }
         // The new session's final flight answers its peer's repeats from now on.
         self.forget_flight();
-        self.flight = std::mem::take(&mut next.flight);
-        self.earlier_retransmissions += next.earlier_retransmissions;
-        self.pin = next.pin;
-        self.timer = next.timer;
-        self.peer_node_id = next.peer_node_id;
-        self.peer_public_key = next.peer_public_key;
-        self.peer_certificate = next.peer_certificate;
-        self.min_record_body = next.min_record_body;
-        self.stats.handshake_duration = next.stats.handshake_duration;
-        self.adopt_liveness(next.liveness, now);
+        self.flight = flight;
+        self.earlier_retransmissions += earlier_retransmissions;
+        // A successor has no successor of its own: it is adopted the moment it is established.
+        self.phase = Phase::Established(Session {
+            successor_started: Some(now),
+            ..session
+        });
+        self.stats.handshake_duration = stats.handshake_duration;
+        self.adopt_liveness(liveness, now);
         self.stats.peer_restarts += 1;
-        self.successor_started = Some(now);
         // Messages that came with its final flight follow the ones not read yet.
         self.events
-            .extend(next.events.into_iter().filter(|e| *e != Event::Connected));
+            .extend(events.into_iter().filter(|e| *e != Event::Connected));
     }
 
     /// A peer sends records of a session we no longer have: we restarted, it did not.
     /// Ask it for a new handshake (bounded; see `successor`).
     pub(super) fn ask_for_new_handshake(&mut self) {
         self.stats.dropped_stale_handshake += 1;
-        if self.hello_requests_left > 0 {
-            self.hello_requests_left -= 1;
-            let seq = u64::from(HELLO_REQUESTS - self.hello_requests_left);
-            self.stream.get_mut().push_outgoing(records::hello_request(seq));
+        let Phase::Handshaking(Handshake {
+            hellos:
+                Some(ServerHellos {
+                    stage: HelloStage::Unseen { hello_requests_left },
+                    ..
+                }),
+            ..
+        }) = &mut self.phase
+        else {
+            return;
+        };
+        if *hello_requests_left > 0 {
+            *hello_requests_left -= 1;
+            let seq = u64::from(HELLO_REQUESTS - *hello_requests_left);
+            self.tls.stream.get_mut().push_outgoing(records::hello_request(seq));
         }
     }
 }

@@ -181,3 +181,40 @@ async def test_every_call_after_close_raises_endpoint_closed(
     with pytest.raises(EndpointClosed):
         await asyncio.wait_for(ep.connect(peer, expected_node_id=identity_b.node_id), STEP)
     assert "closed" in repr(ep)
+
+
+async def test_an_ipv6_only_socket_refuses_ipv4_addresses(
+    endpoint: EndpointFactory, identity_a: Identity, identity_b: Identity
+) -> None:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(("::1", 0))
+        ep = endpoint(sock, identity_a)
+    finally:
+        sock.close()
+    with pytest.raises(ValueError, match="IPv6-only"):
+        await ep.connect(("127.0.0.1", 4000), expected_node_id=identity_b.node_id)
+    with pytest.raises(ValueError, match="IPv6-only"):
+        await ep.send_datagram(b"PUNCH", ("127.0.0.1", 4000))
+    assert ep.connections == 0
+
+
+async def test_a_dual_stack_socket_dials_ipv4_peers(
+    endpoint: EndpointFactory, udp_socket: UdpSocketFactory, identity_a: Identity, identity_b: Identity
+) -> None:
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", 0))
+        ep = endpoint(sock, identity_a)
+    finally:
+        sock.close()
+    plain = udp_socket(socket.AF_INET)
+    await ep.send_datagram(b"PUNCH", address(plain))
+    plain.settimeout(STEP)
+    data, source = plain.recvfrom(100)
+    assert data == b"PUNCH"
+    plain.sendto(b"PUNCH back", source)
+    # The IPv4 source is shown as IPv4, not in its mapped IPv6 form.
+    assert await asyncio.wait_for(ep.recv_datagram(), STEP) == (b"PUNCH back", address(plain))

@@ -539,3 +539,68 @@ fn the_allow_list_refuses_an_unlisted_peer_inside_the_handshake() {
         (1, 1, 1)
     );
 }
+
+/// A dial in the server role: the endpoint waits for `client`'s ClientHello at its address,
+/// pinned to `expected`; `hello_first` lets the client's first ClientHello arrive (and be
+/// answered with a cookie) before the endpoint's `connect`.
+fn server_dial(hello_first: bool, expected: &Identity, client: &Identity) -> (Net, ConnectionId) {
+    let config = EndpointConfig {
+        // Even an endpoint that accepts no one can wait for a peer it dials.
+        accept: !hello_first,
+        ..EndpointConfig::default()
+    };
+    let mut net = Net::new(config);
+    let config_accepts = net.endpoint.config().accept;
+    net.add_client(client);
+    let address = net.clients[0].0;
+    if hello_first {
+        assert!(!config_accepts);
+        // Not accepting, the endpoint drops it; the client will send it again.
+        net.step();
+    }
+    let id = net
+        .endpoint
+        .connect(net.now, address, Role::Server, Some(expected.node_id().to_owned()))
+        .unwrap();
+    net.run_until(Duration::from_secs(5), |net| {
+        net.clients[0].1.state() != State::Handshaking
+    });
+    (net, id)
+}
+
+#[test]
+fn a_server_role_dial_takes_its_peer_through_the_cookie_exchange_in_either_order() {
+    for hello_first in [false, true] {
+        let client = Identity::generate().unwrap();
+        let (mut net, id) = server_dial(hello_first, &client, &client);
+        assert_eq!(
+            net.clients[0].1.state(),
+            State::Established,
+            "hello_first={hello_first}"
+        );
+        let connected = (net.endpoint_events.iter())
+            .any(|e| matches!(e, EndpointEvent::Connection { id: of, event: Event::Connected } if *of == id));
+        assert!(connected, "hello_first={hello_first}");
+        let stats = net.endpoint.stats();
+        assert_eq!(
+            (stats.hello_verify_requests, stats.backlog),
+            (1, 0),
+            "hello_first={hello_first}"
+        );
+        net.clients[0].1.send(b"to the dialler").unwrap();
+        net.deliver();
+        assert_eq!(net.messages_for(id), vec![b"to the dialler".to_vec()]);
+    }
+}
+
+#[test]
+fn a_server_role_dial_refuses_another_peer_at_that_address() {
+    let expected = Identity::generate().unwrap();
+    let impostor = Identity::generate().unwrap();
+    let (net, id) = server_dial(false, &expected, &impostor);
+    assert_eq!(net.clients[0].1.state(), State::Failed);
+    let failed = (net.endpoint_events.iter()).any(|e| {
+        matches!(e, EndpointEvent::Connection { id: of, event: Event::HandshakeFailed(HandshakeFailure::PeerVerification(_)) } if *of == id)
+    });
+    assert!(failed, "{:?}", net.endpoint_events);
+}
