@@ -124,6 +124,7 @@ class ClientResult:
             self.errors.append(f"{type(error).__name__}: {error}")
 
     def report(self) -> dict[str, Any]:
+        """Called when the last handshake has ended (before the echo check)."""
         return {
             "ok": len(self.durations),
             "failed": self.failed,

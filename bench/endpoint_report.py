@@ -23,7 +23,7 @@ ROWS: list[tuple[str, str, tuple[str, ...]]] = [
     ("lag p50 during burst (ms)", "lag", ("lag", "p50_ms")),
     ("lag p99 during burst (ms)", "lag", ("lag", "p99_ms")),
     ("lag max during burst (ms)", "lag", ("lag", "max_ms")),
-    ("burst: all connected after (s)", "lag", ("wall_seconds",)),
+    ("burst: all connected after (s)", "lag", ("seconds",)),
 ]
 
 
