@@ -59,24 +59,30 @@ def summary(samples: list[float], scale: float, unit: str) -> dict[str, Any]:
 
 
 @dataclass
-class ServerCounters:
+class Failures:
+    """Failed handshakes: how many, and the first few errors (for the report's notes)."""
+
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def fail(self, error: BaseException) -> None:
+        self.failed += 1
+        if len(self.errors) < 5:
+            self.errors.append(f"{type(error).__name__}: {error}")
+
+
+@dataclass
+class ServerCounters(Failures):
     """The server's side of the figures: accepted peers, live peers, lag samples."""
 
     accepted: int = 0
-    failed: int = 0
     live: int = 0
-    errors: list[str] = field(default_factory=list)
     lags: list[float] = field(default_factory=list)
     ticking: bool = False
 
     def accept(self) -> None:
         self.accepted += 1
         self.live += 1
-
-    def fail(self, error: BaseException) -> None:
-        self.failed += 1
-        if len(self.errors) < 5:
-            self.errors.append(f"{type(error).__name__}: {error}")
 
     def tick(self, late: float) -> None:
         self.lags.append(late)
@@ -106,22 +112,15 @@ class ServerCounters:
 
 
 @dataclass
-class ClientResult:
+class ClientResult(Failures):
     """One client process's handshakes: how many completed, how long each took, and how long
     the whole set took from the go signal."""
 
     durations: list[float] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    failed: int = 0
     started: float = field(default_factory=time.perf_counter)
 
     def done(self, seconds: float) -> None:
         self.durations.append(seconds)
-
-    def fail(self, error: BaseException) -> None:
-        self.failed += 1
-        if len(self.errors) < 5:
-            self.errors.append(f"{type(error).__name__}: {error}")
 
     def report(self) -> dict[str, Any]:
         """Called when the last handshake has ended (before the echo check)."""
