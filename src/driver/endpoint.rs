@@ -540,9 +540,15 @@ impl Shared {
         }
     }
 
-    /// Reads up to `RECV_BATCH` datagrams, each handed to the endpoint with its source.
-    fn receive(&self, inner: &mut Inner, socket: &Sock) {
-        let now = Instant::now();
+    /// Reads up to `RECV_BATCH` datagrams, each handed to the endpoint with its source; true
+    /// if it read a full batch (the socket may hold more).
+    ///
+    /// The endpoint's lock is taken per datagram, not per batch: a handshake step costs up to a
+    /// millisecond of CPU, and an application call (accept, send, recv) waiting behind a whole
+    /// batch of them would stall the event loop for tens of milliseconds. Each datagram's
+    /// events reach their connections at once; the datagrams it produced go out together, once
+    /// per system-call batch.
+    fn receive(&self, socket: &Sock) -> bool {
         let mut read = 0;
         batch_io::with_recv_batch(|batch| {
             while read < RECV_BATCH {
@@ -555,18 +561,22 @@ impl Shared {
                         continue;
                     }
                 };
+                let now = Instant::now();
                 for i in 0..n {
                     let (datagrams, from) = batch.slot(i);
                     for datagram in datagrams {
                         read += 1;
                         if let Some(from) = from {
+                            let mut inner = lock(&self.inner);
                             inner.endpoint.handle(now, from, datagram);
+                            self.collect(&mut inner);
                         }
                     }
                 }
+                self.flush(&mut lock(&self.inner));
             }
         });
-        self.pump(inner);
+        read >= RECV_BATCH
     }
 
     /// Closes the endpoint and every connection, and tells everyone waiting.
@@ -621,11 +631,15 @@ async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         };
         tokio::select! {
             readable = socket.readable() => {
-                if readable.is_ok() {
-                    let mut inner = lock(&shared.inner);
-                    if let Some(sock) = inner.socket.clone() {
-                        shared.receive(&mut inner, &sock);
-                    }
+                let sock = lock(&shared.inner).socket.clone();
+                let full = match sock {
+                    Some(sock) if readable.is_ok() => shared.receive(&sock),
+                    _ => false,
+                };
+                // A socket that keeps this task busy (a flood, thousands of handshakes) must
+                // not starve the other sockets on the one I/O thread.
+                if full {
+                    tokio::task::yield_now().await;
                 }
             }
             () = timer => {
