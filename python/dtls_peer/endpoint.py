@@ -208,7 +208,11 @@ class DTLSEndpoint:
             self._check_open("accept()")
             native = self._native.try_accept()
             if native is not None:
-                return DTLSPeerConnection._adopt(native)
+                conn = DTLSPeerConnection._adopt(native)
+                # A backlog of hundreds of peers is taken one loop turn each, so that
+                # `async for conn in ep` does not hold the event loop for all of them at once.
+                await asyncio.sleep(0)
+                return conn
             await self._wait()
 
     def __aiter__(self) -> AsyncIterator[DTLSPeerConnection]:
