@@ -178,7 +178,8 @@ class DTLSEndpoint:
     ) -> DTLSPeerConnection:
         """Dials ``remote_addr`` from the endpoint's socket and returns the established
         connection. ``role="server"`` waits for that peer's ClientHello instead (through the
-        same stateless cookie exchange, pinned to ``expected_node_id``); ``"auto"`` makes the smaller node ID the client and needs ``expected_node_id``.
+        same stateless cookie exchange, pinned to ``expected_node_id``); ``"auto"`` makes the
+        smaller node ID the client and needs ``expected_node_id``.
         Raises ``HandshakeTimeout``, ``PeerVerificationError`` or ``HandshakeError`` as
         ``DTLSPeerConnection.handshake()`` does; ``ValueError`` for an address that is not an
         IP literal, port 0, a family the socket cannot reach, or an address that already has a
