@@ -190,7 +190,10 @@ impl EndpointDriver {
         let id = inner
             .endpoint
             .connect(Instant::now(), destination, role, expected_node_id)?;
-        inner.conns.insert(id, Conn::new(Progress::Pending));
+        // A peer that dialled us first may be what this dial claimed (see `Endpoint::connect`):
+        // it is no longer for accept(), and if established it is ready already.
+        inner.incoming.retain(|queued| *queued != id);
+        inner.conns.entry(id).or_insert_with(|| Conn::new(Progress::Pending));
         self.shared.pump(&mut inner);
         drop(inner);
         // The new handshake has a retransmission timer the task must arm.

@@ -29,7 +29,9 @@ pub use listen::{Hello, Listener};
 pub use stats::{EndpointStats, ENDPOINT_STAT_FIELDS};
 
 use crate::config::{Config, ConfigError, Role};
-use crate::engine::{is_keepalive, looks_like_dtls, Engine, Event, SendError, State};
+use crate::engine::{
+    is_keepalive, looks_like_dtls, Engine, Event, HandshakeFailure, SendError, State, VerificationFailure,
+};
 use crate::identity::Identity;
 use crate::policy;
 use crate::trust::{Accept, AllowPolicy, Pin};
@@ -191,6 +193,9 @@ struct Slot {
     /// A dial in the server role still waiting for the peer's ClientHello to pass the cookie
     /// exchange, and whom it accepts.
     awaiting_hello: Option<Pin>,
+    /// A handshake a peer started before the application dialled it in the server role: the
+    /// node ID that dial expects (`None`: anyone), checked once it is verified.
+    claim: Option<Option<String>>,
 }
 
 /// Many DTLS peers on one socket.
@@ -273,8 +278,15 @@ impl Endpoint {
         if self.closed {
             return Err(ConnectError::Closed);
         }
-        if self.by_address.contains_key(&remote) {
-            return Err(ConnectError::AddressInUse(remote));
+        if let Some(&id) = self.by_address.get(&remote) {
+            // A peer we now dial as the server may have dialled us first (both sides of a
+            // hole punch connect at once): its handshake becomes this dial's.
+            return match role {
+                Role::Server => self
+                    .claim(id, expected_node_id)
+                    .ok_or(ConnectError::AddressInUse(remote)),
+                Role::Client => Err(ConnectError::AddressInUse(remote)),
+            };
         }
         if self.live() >= self.config.max_connections {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
@@ -425,6 +437,28 @@ impl Endpoint {
         }
     }
 
+    /// Makes connection `id`, opened by a peer that dialled us, the application's dial in the
+    /// server role accepting `expected_node_id`: a handshake still running is checked against
+    /// it when it completes (`collect`); an established one waiting in the backlog is taken
+    /// out of it if its node ID is the one expected. `None` if it cannot be claimed (it is
+    /// already the application's, or another node is established there).
+    fn claim(&mut self, id: ConnectionId, expected_node_id: Option<String>) -> Option<ConnectionId> {
+        let slot = self.slots.get_mut(&id)?;
+        if !slot.known {
+            slot.known = true;
+            slot.claim = Some(expected_node_id);
+            self.pending -= 1;
+            return Some(id);
+        }
+        let waiting = self.backlog.contains(&id);
+        let matches = expected_node_id.is_none() || slot.engine.peer_node_id() == expected_node_id.as_deref();
+        if !(waiting && matches) {
+            return None;
+        }
+        self.backlog.retain(|queued| *queued != id);
+        Some(id)
+    }
+
     /// The application took an incoming connection out of the backlog.
     pub fn accepted(&mut self, id: ConnectionId) {
         self.backlog.retain(|queued| *queued != id);
@@ -490,6 +524,7 @@ impl Endpoint {
                 last_input: now,
                 deadline: None,
                 awaiting_hello: None,
+                claim: None,
             },
         );
         id
@@ -608,6 +643,30 @@ impl Endpoint {
                         id,
                         remote: slot.remote,
                     });
+                }
+                Event::Connected if slot.claim.is_some() => {
+                    let expected = slot.claim.take().flatten();
+                    let actual = slot.engine.peer_node_id().unwrap_or_default().to_owned();
+                    match expected {
+                        Some(expected) if expected != actual => {
+                            // Verified, but not the node this dial expects: the session ends
+                            // (its close_notify goes out now) and the dial fails as a pin
+                            // mismatch would.
+                            slot.known = false;
+                            slot.engine.close();
+                            while let Some(contents) = slot.engine.poll_transmit() {
+                                self.transmits.push_back(Transmit {
+                                    destination: slot.remote,
+                                    contents,
+                                });
+                            }
+                            let failure = VerificationFailure::NodeIdMismatch { expected, actual };
+                            let event = Event::HandshakeFailed(HandshakeFailure::PeerVerification(failure));
+                            self.events.push_back(EndpointEvent::Connection { id, event });
+                            self.stats.handshakes_refused += 1;
+                        }
+                        _ => self.events.push_back(EndpointEvent::Connection { id, event }),
+                    }
                 }
                 Event::HandshakeFailed(_) if !slot.known => {
                     self.pending -= 1;

@@ -544,3 +544,49 @@ async def test_liveness_options_apply_to_every_peer_of_an_endpoint(
         assert conn.state == "established"
         assert conn.stats()["keepalives_in"] >= 5
         assert ep.stats()["app_datagrams_in"] == 0
+
+
+@pytest.mark.parametrize("late", ["none", "client", "server"])
+async def test_two_endpoints_punch_then_both_connect_with_role_auto(
+    udp_socket: UdpSocketFactory,
+    endpoint: EndpointFactory,
+    closing: list[DTLSPeerConnection],
+    identity_a: Identity,
+    identity_b: Identity,
+    late: str,
+) -> None:
+    # The README's one-socket pattern: each node punches from its endpoint's socket, hears the
+    # other's punch through recv_datagram(), then both call connect(role="auto"). The one whose
+    # connect() comes late may have had the other's ClientHello already, even a whole
+    # handshake (the server side): that handshake becomes its dial, not an accept().
+    ids = {identity_a.node_id: identity_a, identity_b.node_id: identity_b}
+    eps = {node: endpoint(udp_socket(socket.AF_INET), ids[node], allow=set(ids) - {node}) for node in ids}
+    late_id = {"none": None, "client": min(eps), "server": max(eps)}[late]
+    me, peer = eps[identity_a.node_id], eps[identity_b.node_id]
+    await me.send_datagram(b"PUNCH", peer.local_address)
+    await peer.send_datagram(b"PUNCH", me.local_address)
+    assert await asyncio.wait_for(peer.recv_datagram(), STEP) == (b"PUNCH", me.local_address)
+    assert await asyncio.wait_for(me.recv_datagram(), STEP) == (b"PUNCH", peer.local_address)
+
+    async def dial(node: str, other: str) -> DTLSPeerConnection:
+        if node == late_id:
+            await asyncio.sleep(0.6)
+        return await eps[node].connect(eps[other].local_address, expected_node_id=other, role="auto")
+
+    a, b = await asyncio.wait_for(
+        asyncio.gather(
+            dial(identity_a.node_id, identity_b.node_id), dial(identity_b.node_id, identity_a.node_id)
+        ),
+        STEP * 2,
+    )
+    closing.extend([a, b])
+    assert (a.peer_node_id, b.peer_node_id) == (identity_b.node_id, identity_a.node_id)
+    assert {a.role, b.role} == {"client", "server"}
+    await a.send(b"over the punched path")
+    assert await asyncio.wait_for(b.recv(), STEP) == b"over the punched path"
+    await b.send(b"and back")
+    assert await asyncio.wait_for(a.recv(), STEP) == b"and back"
+    # Each node has one connection, its dial; nothing waits for accept().
+    for ep in eps.values():
+        assert ep.connections == 1
+        assert ep.stats()["backlog"] == 0

@@ -604,3 +604,75 @@ fn a_server_role_dial_refuses_another_peer_at_that_address() {
     });
     assert!(failed, "{:?}", net.endpoint_events);
 }
+
+/// A client whose handshake with the endpoint starts before the endpoint dials it in the
+/// server role (both sides of a hole punch connect at once): `rounds` of the exchange happen
+/// first, then `connect(Role::Server)` with `expected`.
+fn claimed_dial(rounds: usize, expected: &Identity, client: &Identity) -> (Net, Result<ConnectionId, String>) {
+    let allow: Arc<dyn AllowPolicy> = Arc::new(AllowList::from_iter([client.node_id().to_owned()]));
+    let mut net = Net::allowing(EndpointConfig::default(), Some(allow));
+    net.add_client(client);
+    for _ in 0..rounds {
+        net.step();
+    }
+    let address = net.clients[0].0;
+    let dial = net
+        .endpoint
+        .connect(net.now, address, Role::Server, Some(expected.node_id().to_owned()))
+        .map_err(|e| e.to_string());
+    net.run_until(Duration::from_secs(5), |net| {
+        net.clients[0].1.state() != State::Handshaking
+    });
+    net.deliver();
+    (net, dial)
+}
+
+#[test]
+fn a_server_role_dial_takes_over_the_handshake_its_peer_started_first() {
+    // After 2 rounds the handshake is under way; after 20 it is established in the backlog.
+    for rounds in [2, 20] {
+        let client = Identity::generate().unwrap();
+        let (mut net, dial) = claimed_dial(rounds, &client, &client);
+        let id = dial.unwrap_or_else(|e| panic!("rounds={rounds}: {e}"));
+        assert_eq!(net.clients[0].1.state(), State::Established, "rounds={rounds}");
+        assert_eq!(
+            net.endpoint.connection(id).unwrap().peer_node_id(),
+            Some(client.node_id())
+        );
+        let stats = net.endpoint.stats();
+        assert_eq!(
+            (stats.backlog, stats.pending_handshakes, stats.connections),
+            (0, 0, 1),
+            "rounds={rounds}"
+        );
+        if rounds == 2 {
+            let connected = (net.endpoint_events.iter())
+                .any(|e| matches!(e, EndpointEvent::Connection { id: of, event: Event::Connected } if *of == id));
+            assert!(connected);
+        }
+        net.clients[0].1.send(b"to the dial").unwrap();
+        net.deliver();
+        assert_eq!(net.messages_for(id), vec![b"to the dial".to_vec()]);
+    }
+}
+
+#[test]
+fn a_server_role_dial_refuses_another_node_that_dialled_first() {
+    let expected = Identity::generate().unwrap();
+    let other = Identity::generate().unwrap();
+    // Still handshaking when claimed: verified, found to be another node, closed.
+    let (net, dial) = claimed_dial(2, &expected, &other);
+    let id = dial.unwrap();
+    let refused = (net.endpoint_events.iter()).any(|e| {
+        matches!(e, EndpointEvent::Connection { id: of, event: Event::HandshakeFailed(HandshakeFailure::PeerVerification(_)) } if *of == id)
+    });
+    assert!(refused, "{:?}", net.endpoint_events);
+    assert_eq!(net.clients[0].1.state(), State::Closed);
+    assert_eq!(net.endpoint.stats().connections, 0);
+    // Established and waiting in the backlog: another node stays for accept().
+    let (net, dial) = claimed_dial(20, &expected, &other);
+    assert!(dial
+        .unwrap_err()
+        .starts_with("the endpoint already has a connection to"));
+    assert_eq!(net.endpoint.stats().backlog, 1);
+}
