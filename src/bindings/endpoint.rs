@@ -99,6 +99,7 @@ impl Endpoint {
             datagram_queue: datagram_queue_size,
             require_cookie,
             allow_migration,
+            one_peer: false,
         };
         let endpoint = crate::endpoint::Endpoint::new(&identity.inner, config, allow).map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;

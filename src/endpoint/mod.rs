@@ -94,6 +94,28 @@ pub struct EndpointConfig {
     /// Move an established peer to a new source address when an authenticated record
     /// arrives from there (NAT rebinding; default off, see `migration`).
     pub allow_migration: bool,
+    /// An endpoint for exactly one dialled peer (a standalone `DTLSPeerConnection`, see
+    /// [`EndpointConfig::one_peer`]): everything from the peer's address is its engine's (what
+    /// is not DTLS is counted there), everything from elsewhere is dropped and counted as
+    /// `dropped_unknown_source`, and the connection keeps its address after it ends, so its
+    /// engine goes on counting what the peer sends late (default off).
+    pub one_peer: bool,
+}
+
+impl EndpointConfig {
+    /// Settings for an endpoint with one peer, dialled with `connect_idle`: no accept, no
+    /// cookies, no application datagrams.
+    pub fn one_peer(peer: Config) -> Self {
+        Self {
+            peer,
+            accept: false,
+            max_connections: 1,
+            datagram_queue: 0,
+            require_cookie: false,
+            one_peer: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for EndpointConfig {
@@ -107,6 +129,7 @@ impl Default for EndpointConfig {
             datagram_queue: 1024,
             require_cookie: true,
             allow_migration: false,
+            one_peer: false,
         }
     }
 }
@@ -270,6 +293,21 @@ impl Endpoint {
         role: Role,
         expected_node_id: Option<String>,
     ) -> Result<ConnectionId, ConnectError> {
+        let id = self.connect_idle(now, remote, role, expected_node_id)?;
+        self.start(now, id);
+        Ok(id)
+    }
+
+    /// Makes a connection to `remote` as `connect` does, but leaves its handshake for
+    /// `start`: datagrams from the peer are routed to it and kept by its engine until then
+    /// (a ClientHello that comes before the application asks for the handshake).
+    pub fn connect_idle(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        role: Role,
+        expected_node_id: Option<String>,
+    ) -> Result<ConnectionId, ConnectError> {
         if self.closed {
             return Err(ConnectError::Closed);
         }
@@ -280,21 +318,31 @@ impl Endpoint {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
         let pin = Pin::new(expected_node_id, self.identity.scheme().clone());
-        let mut engine = Engine::from_context(self.context.clone(), role, pin.clone(), self.config.peer.clone())
+        let engine = Engine::from_context(self.context.clone(), role, pin.clone(), self.config.peer.clone())
             .map_err(ConnectError::Config)?;
-        engine.start(now);
         let id = self.insert(now, engine, remote, true);
         // A server waits for the peer's ClientHello. That hello may have come before this
         // call and been answered with a cookie, so the retried one carries a cookie (and
         // message_seq 1) that only the cookie path can take: it goes through the listener like
-        // any other, with this dial's pin. Until then the started engine holds the deadline.
+        // any other, with this dial's pin (once started). Until then the started engine holds
+        // the deadline.
         if role == Role::Server && self.listener.is_some() {
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.awaiting_hello = Some(pin);
             }
         }
-        self.collect(id);
         Ok(id)
+    }
+
+    /// Starts connection `id`'s handshake if it has not started (see `connect_idle`); its
+    /// timeout counts from `now`.
+    pub fn start(&mut self, now: Instant, id: ConnectionId) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            if slot.engine.state() == State::Idle {
+                slot.engine.start(now);
+            }
+        }
+        self.collect(id);
     }
 
     /// Feeds one datagram received from `from`.
@@ -304,31 +352,39 @@ impl Endpoint {
             return;
         }
         let known = self.by_address.get(&from).copied();
+        if self.config.one_peer && known.is_none() {
+            self.stats.dropped_unknown_source += 1;
+            return;
+        }
         // Our keepalives are STUN-shaped; from a peer's address (or, when peers may move, from
         // anywhere) they are the engine's.
         let keepalive = (known.is_some() || self.config.allow_migration) && is_keepalive(datagram);
-        if !looks_like_dtls(datagram) && !keepalive {
+        // A one-peer endpoint has no application datagrams: its engine counts them.
+        if !looks_like_dtls(datagram) && !keepalive && !self.config.one_peer {
             return self.take_app_datagram(from, datagram);
         }
         match known {
             Some(id) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.last_input = now;
+                    let started = slot.engine.state() != State::Idle;
                     match (&slot.awaiting_hello, self.listener.as_mut()) {
-                        (Some(pin), Some(listener)) => match listener.hello_pinned(now, from, datagram, Some(pin)) {
-                            Hello::Accepted(engine) => {
-                                slot.engine = *engine;
-                                slot.awaiting_hello = None;
+                        (Some(pin), Some(listener)) if started => {
+                            match listener.hello_pinned(now, from, datagram, Some(pin)) {
+                                Hello::Accepted(engine) => {
+                                    slot.engine = *engine;
+                                    slot.awaiting_hello = None;
+                                }
+                                Hello::Answer(hvr) => {
+                                    self.stats.hello_verify_requests += 1;
+                                    self.transmits.push_back(Transmit {
+                                        destination: from,
+                                        contents: hvr,
+                                    });
+                                }
+                                Hello::Ignored => self.stats.dropped_unknown_source += 1,
                             }
-                            Hello::Answer(hvr) => {
-                                self.stats.hello_verify_requests += 1;
-                                self.transmits.push_back(Transmit {
-                                    destination: from,
-                                    contents: hvr,
-                                });
-                            }
-                            Hello::Ignored => self.stats.dropped_unknown_source += 1,
-                        },
+                        }
                         _ => slot.engine.handle_datagram(now, datagram),
                     }
                 }
@@ -627,7 +683,8 @@ impl Endpoint {
             }
             slot.deadline = deadline;
         }
-        if matches!(slot.engine.state(), State::Failed | State::Closed) && slot.routed {
+        // A one-peer endpoint's peer keeps its address: its engine counts what comes late.
+        if matches!(slot.engine.state(), State::Failed | State::Closed) && slot.routed && !self.config.one_peer {
             slot.routed = false;
             let (remote, known) = (slot.remote, slot.known);
             if self.by_address.get(&remote) == Some(&id) {
