@@ -233,23 +233,26 @@ impl Outgoing for crate::endpoint::Transmit {
 }
 
 /// Sends datagrams from the front of `queue` without blocking, in order, each to its own
-/// destination or else to `destination` (None: the socket is connected); returns how many
+/// destination or else to `destination`, or with no address at all when the socket is
+/// `connected` (it can reach only its peer, and some systems refuse an address); returns how many
 /// left it (sent, or lost to a socket error, which is counted in `errors`). Stops at the
 /// first that would block.
 pub(super) fn send_queue<D: Outgoing>(
     socket: &Sock,
     queue: &VecDeque<D>,
     destination: Option<SocketAddr>,
+    connected: bool,
     errors: &mut u64,
 ) -> usize {
+    let destination = (!connected).then_some(destination).flatten();
+    let to = |datagram: &D| (!connected).then(|| datagram.destination().or(destination)).flatten();
     let mut done = 0;
     while done < queue.len() {
         #[cfg(target_os = "linux")]
         if GSO.load(Ordering::Relaxed) {
             let run = gso_run(queue, done);
             if run > 1 {
-                let to = queue[done].destination().or(destination);
-                match send_gso(socket, queue.range(done..done + run), to) {
+                match send_gso(socket, queue.range(done..done + run), to(&queue[done])) {
                     Ok(()) => {
                         done += run;
                         continue;
@@ -262,7 +265,7 @@ pub(super) fn send_queue<D: Outgoing>(
         }
         #[cfg(target_os = "linux")]
         if BATCHED.load(Ordering::Relaxed) && queue.len() - done > 1 {
-            match send_mmsg(socket, queue.range(done..).take(BATCH), destination) {
+            match send_mmsg(socket, queue.range(done..).take(BATCH), destination, connected) {
                 Ok(n) => {
                     done += n;
                     continue;
@@ -280,7 +283,7 @@ pub(super) fn send_queue<D: Outgoing>(
         }
         let datagram = queue[done].contents();
         let view = socket.view();
-        let sent = socket.io(Interest::WRITABLE, || match queue[done].destination().or(destination) {
+        let sent = socket.io(Interest::WRITABLE, || match to(&queue[done]) {
             None => view.send(datagram),
             Some(to) => view.send_to(datagram, to),
         });
@@ -378,6 +381,7 @@ fn send_mmsg<'a, D: Outgoing + 'a>(
     socket: &Sock,
     datagrams: impl Iterator<Item = &'a D>,
     destination: Option<SocketAddr>,
+    connected: bool,
 ) -> io::Result<usize> {
     // SAFETY: all-zero is a valid value for these plain C structs.
     let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
@@ -391,7 +395,7 @@ fn send_mmsg<'a, D: Outgoing + 'a>(
         .zip(datagrams)
     {
         // Each datagram has its own address (none when the socket is connected).
-        if let Some(to) = datagram.destination().or(destination) {
+        if let Some(to) = (!connected).then(|| datagram.destination().or(destination)).flatten() {
             let (storage, len) = to_storage(to);
             *name = storage;
             msg.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
@@ -567,7 +571,7 @@ mod tests {
             .collect();
         let sock = Sock::Direct(Arc::new(sender));
         let mut errors = 0;
-        assert_eq!(send_queue(&sock, &queue, None, &mut errors), order.len());
+        assert_eq!(send_queue(&sock, &queue, None, false, &mut errors), order.len());
         assert_eq!(errors, 0);
         for (r, receiver) in receivers.iter().enumerate() {
             receiver

@@ -96,7 +96,7 @@ impl Link for EndpointConnection {
         Self::set_notifier(self, notifier);
     }
     fn start_handshake(&self) {
-        // The endpoint started it when the connection was made.
+        Self::start_handshake(self);
     }
     fn progress(&self) -> Progress {
         Self::progress(self)
@@ -111,11 +111,10 @@ impl Link for EndpointConnection {
         Self::send_many(self, messages)
     }
     fn take_over_reads(&self) -> Option<RawFd> {
-        // The endpoint's task reads for every peer on the socket.
-        None
+        Self::take_over_reads(self)
     }
     fn receive_now(&self) -> bool {
-        false
+        Self::receive_now(self)
     }
     fn try_recv(&self) -> Received {
         Self::try_recv(self)

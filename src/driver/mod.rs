@@ -398,9 +398,9 @@ impl Drop for Connection {
 
 /// Deregisters the socket from tokio now that the application's thread reads it (called by
 /// the task, which has dropped its own handle, with the lock held so no other exists).
-fn hand_over(inner: &mut Inner) {
-    if let Some(Sock::Registered(shared)) = inner.socket.take() {
-        inner.socket = match Arc::try_unwrap(shared) {
+fn hand_over(socket: &mut Option<Sock>) {
+    if let Some(Sock::Registered(shared)) = socket.take() {
+        *socket = match Arc::try_unwrap(shared) {
             Ok(socket) => socket.into_std().ok().map(|s| Sock::Direct(Arc::new(s))),
             Err(shared) => Some(Sock::Registered(shared)),
         };
@@ -449,7 +449,7 @@ impl Peer {
         let destination = (!self.connected_socket).then_some(self.destination);
         // A datagram that fails is lost like loss on the wire: DTLS retransmits handshakes,
         // and messages are datagrams.
-        let done = batch_io::send_queue(socket, outbox, destination, &mut stats.send_errors);
+        let done = batch_io::send_queue(socket, outbox, destination, false, &mut stats.send_errors);
         outbox.drain(..done);
         self.wake_if_unwatched(inner);
         // Whichever thread made the room (the task, or an application thread sending or
@@ -565,7 +565,7 @@ async fn run(socket: Arc<UdpSocket>, peer: Arc<Peer>) {
             }
             if inner.caller_reads && registered.is_some() {
                 registered = None;
-                hand_over(&mut inner);
+                hand_over(&mut inner.socket);
             }
             let blocked = (!inner.outbox.is_empty()).then(|| inner.socket.clone()).flatten();
             inner.watching_writable = blocked.is_some();
