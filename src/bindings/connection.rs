@@ -1,6 +1,6 @@
-//! The native side of `DTLSPeerConnection`: argument conversion around a `driver::Link`, a
-//! standalone `driver::Connection` or one peer of an endpoint. Every method returns at once;
-//! the Python class turns "not yet" into awaiting the waker.
+//! The native side of `DTLSPeerConnection`: argument conversion around a `driver::Link`, one
+//! peer of an endpoint (a standalone connection is an endpoint with one peer). Every method
+//! returns at once; the Python class turns "not yet" into awaiting the waker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use super::options::{ip_literal, nested_dict, peer_config};
 use super::waker::Waker;
 use crate::config::Role;
 use crate::driver::{self, Link, Progress, Received, Sent, StatValue};
+use crate::endpoint::EndpointConfig;
 use crate::engine::{Engine, SendError};
 
 /// One DTLS connection driven on the I/O thread.
@@ -73,9 +74,11 @@ impl Connection {
             keepalive_interval,
             idle_timeout,
         )?;
-        let engine = Engine::new(role, &identity.inner, expected, config).map_err(config_error)?;
+        let endpoint = crate::endpoint::Endpoint::new(&identity.inner, EndpointConfig::one_peer(config), None)
+            .map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let inner = driver::Connection::spawn(socket, SocketAddr::new(ip, port), engine, receive_queue_size)
+        let remote = SocketAddr::new(ip, port);
+        let inner = driver::EndpointDriver::one_peer(socket, endpoint, remote, role, expected, receive_queue_size)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Self {
             inner: Some(Box::new(inner)),
