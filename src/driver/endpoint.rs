@@ -5,8 +5,7 @@
 //! destination. Events go to per-connection queues (state, and an inbox bounded like a
 //! standalone connection's) and to the accept queue; the application's own datagrams wait in
 //! the endpoint. Application calls (send, receive, close) lock the endpoint and act on the
-//! caller's thread, as [`super::Connection`]'s do: a message is encrypted and flushed to the
-//! socket without a thread hop. Whoever waits is told through [`Notify`]: the endpoint's
+//! caller's thread: a message is encrypted and flushed to the socket without a thread hop. Whoever waits is told through [`Notify`]: the endpoint's
 //! notifier for the accept queue, its datagrams and its close; each connection's for its own,
 //! once per batch of datagrams.
 //!
@@ -446,8 +445,10 @@ impl EndpointConnection {
         })
     }
 
-    /// Sends `messages` in order under one lock, flushing every [`SEND_BATCH`] datagrams;
-    /// how many were taken (as [`super::Connection::send_many`]).
+    /// Sends `messages` in order under one lock, flushing every [`SEND_BATCH`] datagrams.
+    /// Returns how many were taken: fewer than all when the socket backs up (wait and retry
+    /// the rest) or when a later message is refused (the retry reports the error). An error
+    /// is returned only if the first message is refused.
     pub fn send_many(&self, messages: &[&[u8]]) -> Result<usize, SendError> {
         self.with(|inner, shared| {
             for (taken, message) in messages.iter().enumerate() {
@@ -695,7 +696,7 @@ impl Shared {
             return;
         }
         // A datagram that fails is lost like loss on the wire.
-        let done = batch_io::send_queue(socket, &inner.outbox, None, self.connected, &mut inner.send_errors);
+        let done = batch_io::send_queue(socket, &inner.outbox, self.connected, &mut inner.send_errors);
         inner.outbox.drain(..done);
         self.wake_if_unwatched(inner);
         if inner.outbox.len() < OUTBOX_LIMIT {

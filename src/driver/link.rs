@@ -1,12 +1,12 @@
-//! What the application does with one peer, whichever way it is driven: a [`Connection`] owns
-//! its socket; an [`EndpointConnection`] shares its endpoint's. The bindings hold either as a
-//! `dyn Link`, so one Python class serves both.
+//! What the application does with one peer: an [`EndpointConnection`], of an endpoint with
+//! many peers or of one with only it (a standalone connection). The bindings hold it as a
+//! `dyn Link`.
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::sync::Arc;
 
-use super::{Connection, DriverStats, EndpointConnection, Notify, Phase, Progress, Received, Sent};
+use super::{DriverStats, EndpointConnection, Notify, Phase, Progress, Received, Sent};
 use crate::engine::{Engine, SendError};
 
 /// One peer as the application sees it. Every method returns at once.
@@ -21,7 +21,7 @@ pub trait Link: Send + Sync {
     fn phase(&self) -> Phase;
     /// Encrypts and sends one message without waiting.
     fn send(&self, message: &[u8]) -> Result<Sent, SendError>;
-    /// Sends messages in order; how many were taken (see `Connection::send_many`).
+    /// Sends messages in order; how many were taken (see `EndpointConnection::send_many`).
     fn send_many(&self, messages: &[&[u8]]) -> Result<usize, SendError>;
     /// The descriptor the application's loop should read, if it reads for this peer.
     fn take_over_reads(&self) -> Option<RawFd>;
@@ -41,54 +41,6 @@ pub trait Link: Send + Sync {
     fn local_address(&self) -> SocketAddr;
     /// Where the peer is.
     fn remote_address(&self) -> SocketAddr;
-}
-
-impl Link for Connection {
-    fn set_notifier(&self, notifier: Arc<dyn Notify>) {
-        Self::set_notifier(self, notifier);
-    }
-    fn start_handshake(&self) {
-        Self::start_handshake(self);
-    }
-    fn progress(&self) -> Progress {
-        Self::progress(self)
-    }
-    fn phase(&self) -> Phase {
-        Self::phase(self)
-    }
-    fn send(&self, message: &[u8]) -> Result<Sent, SendError> {
-        Self::send(self, message)
-    }
-    fn send_many(&self, messages: &[&[u8]]) -> Result<usize, SendError> {
-        Self::send_many(self, messages)
-    }
-    fn take_over_reads(&self) -> Option<RawFd> {
-        Self::take_over_reads(self)
-    }
-    fn receive_now(&self) -> bool {
-        Self::receive_now(self)
-    }
-    fn try_recv(&self) -> Received {
-        Self::try_recv(self)
-    }
-    fn try_recv_many(&self, max: usize) -> Received<Vec<Vec<u8>>> {
-        Self::try_recv_many(self, max)
-    }
-    fn close(&self) {
-        Self::close(self);
-    }
-    fn stats(&self) -> DriverStats {
-        Self::stats(self)
-    }
-    fn inspect(&self, f: &mut dyn FnMut(Option<&Engine>)) {
-        self.with_engine(|engine| f(Some(engine)));
-    }
-    fn local_address(&self) -> SocketAddr {
-        Self::local_address(self)
-    }
-    fn remote_address(&self) -> SocketAddr {
-        Self::remote_address(self)
-    }
 }
 
 impl Link for EndpointConnection {
