@@ -9,7 +9,6 @@
 
 mod batch_io;
 mod endpoint;
-mod link;
 mod socket;
 mod stats;
 
@@ -19,7 +18,6 @@ use tokio::runtime::Runtime;
 
 use batch_io::Sock;
 pub use endpoint::{Accepted, EndpointConnection, EndpointDriver};
-pub use link::Link;
 pub use socket::{take_fd, udp_socket_from_fd};
 #[cfg(test)]
 pub(crate) use stats::assert_readme_table;
