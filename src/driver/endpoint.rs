@@ -15,7 +15,7 @@
 //! (`take_over_reads`, `receive_now`: no thread hop per datagram), and the socket is let go
 //! when its handshake fails or it is closed, so a new connection on the socket gets the datagrams.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -29,7 +29,9 @@ use super::{
     hand_over, lock, runtime, socket, DriverStats, Notify, Phase, Progress, Received, Sent, RECV_BATCH, SEND_BATCH,
 };
 use crate::config::Role;
-use crate::endpoint::{ConnectError, ConnectionId, DatagramError, Endpoint, EndpointEvent, EndpointStats, Transmit};
+use crate::endpoint::{
+    ConnectError, ConnectionId, DatagramError, Endpoint, EndpointEvent, EndpointStats, IdMap, Transmit,
+};
 use crate::engine::{Engine, Event, HandshakeFailure, SendError, State};
 
 #[cfg(test)]
@@ -82,7 +84,7 @@ struct Inner {
     socket: Option<Sock>,
     outbox: VecDeque<Transmit>,
     /// Connections the application holds or will be handed (accepted ones not yet taken).
-    conns: HashMap<ConnectionId, Conn>,
+    conns: IdMap<Conn>,
     /// Established incoming connections announced and not yet taken by `try_accept`.
     incoming: VecDeque<ConnectionId>,
     notifier: Option<Arc<dyn Notify>>,
@@ -140,7 +142,7 @@ impl Shared {
                 endpoint,
                 socket: Some(Sock::Registered(socket.clone())),
                 outbox: VecDeque::new(),
-                conns: HashMap::new(),
+                conns: IdMap::default(),
                 incoming: VecDeque::new(),
                 notifier: None,
                 handle_dropped: false,
@@ -672,7 +674,7 @@ impl Shared {
                 }
             }
         }
-        let arrived = inner.endpoint.stats().app_datagrams_in;
+        let arrived = inner.endpoint.app_datagrams_in();
         if arrived != inner.app_datagrams_seen {
             inner.app_datagrams_seen = arrived;
             notify(inner.notifier.as_ref());

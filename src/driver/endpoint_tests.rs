@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Accepted, EndpointConnection, EndpointDriver, OUTBOX_LIMIT};
+use super::{Accepted, EndpointConnection, EndpointDriver, Sock, OUTBOX_LIMIT};
 use crate::config::{Config, Role};
 use crate::driver::{lock, Notify, Progress, Received, Sent};
 use crate::endpoint::{Endpoint, EndpointConfig};
@@ -196,6 +196,11 @@ fn established_one_peer_pair() -> [(EndpointConnection, mpsc::Receiver<()>); 2] 
     // The last handshake wake-ups are over well before this, and the task has handed the
     // socket over: from here on, only what a test does wakes a task.
     std::thread::sleep(Duration::from_millis(100));
+    let handed_over = matches!(lock(&pair[0].0.shared.inner).socket, Some(Sock::Direct(_)));
+    assert!(
+        handed_over,
+        "the driver thread still watches the socket the caller reads"
+    );
     pair
 }
 

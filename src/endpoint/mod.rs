@@ -18,6 +18,7 @@ mod listen;
 mod stats;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +38,33 @@ use crate::trust::{Accept, AllowPolicy, Pin};
 /// Which connection an event or call is about; never reused within one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
+
+/// A map keyed by connection: every message looks a connection up several times (endpoint,
+/// driver, handle), so the key is hashed with one multiplication, not SipHash. The ids are
+/// ours, counted up from 0, never a stranger's choice; a peer's address, which is, stays
+/// under SipHash.
+pub type IdMap<V> = HashMap<ConnectionId, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes a [`ConnectionId`] by Fibonacci hashing (consecutive ids spread over every bit,
+/// which the table's probing needs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// One datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,7 +255,7 @@ pub struct Endpoint {
     allow: Pin,
     /// Answers ClientHellos from unknown addresses with cookies (`require_cookie`).
     listener: Option<Listener>,
-    slots: HashMap<ConnectionId, Slot>,
+    slots: IdMap<Slot>,
     by_address: HashMap<SocketAddr, ConnectionId>,
     /// Every connection's next deadline, earliest first: with thousands of peers, finding
     /// what is due must not visit them all.
@@ -269,7 +297,7 @@ impl Endpoint {
             listener,
             context,
             config,
-            slots: HashMap::new(),
+            slots: IdMap::default(),
             by_address: HashMap::new(),
             timers: BTreeSet::new(),
             next_id: 0,
@@ -495,6 +523,11 @@ impl Endpoint {
             self.close_connection(id);
         }
         self.datagrams.clear();
+    }
+
+    /// The application's datagrams received so far (what `stats` counts, without the copy).
+    pub fn app_datagrams_in(&self) -> u64 {
+        self.stats.app_datagrams_in
     }
 
     /// Whether `close` was called.
