@@ -255,7 +255,9 @@ pub struct Endpoint {
     allow: Pin,
     /// Answers ClientHellos from unknown addresses with cookies (`require_cookie`).
     listener: Option<Listener>,
-    slots: IdMap<Slot>,
+    /// Boxed: an engine is about 1 KiB, and a table holds up to twice as many buckets as
+    /// entries (four for a one-peer endpoint's one).
+    slots: IdMap<Box<Slot>>,
     by_address: HashMap<SocketAddr, ConnectionId>,
     /// Every connection's next deadline, earliest first: with thousands of peers, finding
     /// what is due must not visit them all.
@@ -569,18 +571,16 @@ impl Endpoint {
         let id = ConnectionId(self.next_id);
         self.next_id += 1;
         self.by_address.insert(remote, id);
-        self.slots.insert(
-            id,
-            Slot {
-                engine,
-                remote,
-                known,
-                routed: true,
-                last_input: now,
-                deadline: None,
-                awaiting_hello: None,
-            },
-        );
+        let slot = Slot {
+            engine,
+            remote,
+            known,
+            routed: true,
+            last_input: now,
+            deadline: None,
+            awaiting_hello: None,
+        };
+        self.slots.insert(id, Box::new(slot));
         id
     }
 
@@ -725,7 +725,7 @@ impl Endpoint {
             }
             // Nobody will ever ask about an incoming handshake that failed.
             if !known {
-                if let Some(Slot { deadline: Some(at), .. }) = self.slots.remove(&id) {
+                if let Some(at) = self.slots.remove(&id).and_then(|slot| slot.deadline) {
                     self.timers.remove(&(at, id));
                 }
             }
