@@ -496,7 +496,13 @@ impl EndpointConnection {
                 return false;
             };
             let deadline = inner.endpoint.poll_timeout();
-            shared.receive(inner, &socket);
+            // Under the lock: a read by the task cannot interleave with this one.
+            let endpoint = &mut inner.endpoint;
+            read_batch(
+                &socket,
+                |now, from, datagram| endpoint.handle(now, from, datagram),
+                || {},
+            );
             shared.collect(inner);
             shared.flush(inner);
             // The caller looks itself; it need not be woken as well.
@@ -723,39 +729,47 @@ impl Shared {
         }
     }
 
-    /// Reads up to `RECV_BATCH` datagrams, each handed to the endpoint with its source (the
-    /// caller pumps). Runs under the lock, so reads by two threads never interleave (which
-    /// could reorder messages).
-    fn receive(&self, inner: &mut Inner, socket: &Sock) {
-        let now = Instant::now();
-        let mut read = 0;
-        batch_io::with_recv_batch(|batch| {
-            while read < RECV_BATCH {
-                let n = match batch.recv(socket) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    // ICMP errors surface here on some systems; UDP carries on.
-                    Err(_) => {
-                        read += 1;
-                        continue;
-                    }
-                };
-                for i in 0..n {
-                    let (datagrams, from) = batch.slot(i);
-                    for datagram in datagrams {
-                        read += 1;
-                        if let Some(from) = from {
-                            inner.endpoint.handle(now, from, datagram);
-                        }
-                    }
-                }
-                // A short batch means the socket is (almost surely) empty: skip the read that
-                // would only say so, one system call per wake-up.
-                if n < batch_io::BATCH && socket.may_stop_short() {
-                    break;
-                }
-            }
-        });
+    /// The task's read: up to `RECV_BATCH` datagrams, each handed to the endpoint with its
+    /// source; true if it read a full batch (the socket may hold more).
+    ///
+    /// The endpoint's lock is taken per datagram, not per batch: a handshake step costs up to a
+    /// millisecond of CPU, and an application call (accept, send, recv) waiting behind a whole
+    /// batch of them would stall the event loop for tens of milliseconds. Each datagram's
+    /// events reach their connections at once; the datagrams it produced go out together, once
+    /// per system-call batch.
+    ///
+    /// A one-peer endpoint's caller may take over reads at any moment (`take_over_reads`), so
+    /// there the task reads under the lock, having checked it still should: two threads'
+    /// reads never interleave (which could reorder messages). One peer's handshake steps are
+    /// all that can wait behind it.
+    fn receive(&self) -> bool {
+        if self.one_peer.is_some() {
+            let mut inner = lock(&self.inner);
+            let Some(socket) = inner.socket.clone().filter(|_| !inner.caller_reads) else {
+                return false;
+            };
+            let endpoint = &mut inner.endpoint;
+            let full = read_batch(
+                &socket,
+                |now, from, datagram| endpoint.handle(now, from, datagram),
+                || {},
+            );
+            self.pump(&mut inner);
+            return full;
+        }
+        let Some(socket) = lock(&self.inner).socket.clone() else {
+            return false;
+        };
+        read_batch(
+            &socket,
+            |now, from, datagram| {
+                let mut inner = lock(&self.inner);
+                inner.endpoint.handle(now, from, datagram);
+                self.collect(&mut inner);
+                self.announce(&mut inner);
+            },
+            || self.flush(&mut lock(&self.inner)),
+        )
     }
 
     /// Closes the endpoint and every connection, and tells everyone waiting.
@@ -797,6 +811,43 @@ impl Shared {
             self.shut(inner);
         }
     }
+}
+
+/// Reads up to `RECV_BATCH` datagrams from `socket`, handing each to `take` with the time of
+/// its system call and its source, and calling `batch_done` after each system call's batch;
+/// true if it read a full batch (the socket may hold more).
+fn read_batch(socket: &Sock, mut take: impl FnMut(Instant, SocketAddr, &[u8]), mut batch_done: impl FnMut()) -> bool {
+    let mut read = 0;
+    batch_io::with_recv_batch(|batch| {
+        while read < RECV_BATCH {
+            let n = match batch.recv(socket) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // ICMP errors surface here on some systems; UDP carries on.
+                Err(_) => {
+                    read += 1;
+                    continue;
+                }
+            };
+            let now = Instant::now();
+            for i in 0..n {
+                let (datagrams, from) = batch.slot(i);
+                for datagram in datagrams {
+                    read += 1;
+                    if let Some(from) = from {
+                        take(now, from, datagram);
+                    }
+                }
+            }
+            batch_done();
+            // A short batch means the socket is (almost surely) empty: skip the read that
+            // would only say so, one system call per wake-up.
+            if n < batch_io::BATCH && socket.may_stop_short() {
+                break;
+            }
+        }
+    });
+    read >= RECV_BATCH
 }
 
 fn notify(notifier: Option<&Arc<dyn Notify>>) {
@@ -844,13 +895,10 @@ async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         };
         tokio::select! {
             readable = async { registered.as_ref().expect("want_read").readable().await }, if want_read => {
-                if readable.is_ok() {
-                    let mut inner = lock(&shared.inner);
-                    // The caller may have taken over reads while this task waited.
-                    if let Some(sock) = inner.socket.clone().filter(|_| !inner.caller_reads) {
-                        shared.receive(&mut inner, &sock);
-                        shared.pump(&mut inner);
-                    }
+                // A socket that keeps this task busy (a flood, thousands of handshakes) must
+                // not starve the other sockets on the one I/O thread.
+                if readable.is_ok() && shared.receive() {
+                    tokio::task::yield_now().await;
                 }
             }
             () = timer => {
