@@ -1,6 +1,7 @@
-//! The native side of `DTLSPeerConnection`: argument conversion around a `driver::Link`, a
-//! standalone `driver::Connection` or one peer of an endpoint. Every method returns at once;
-//! the Python class turns "not yet" into awaiting the waker.
+//! The native side of `DTLSPeerConnection`: argument conversion around a
+//! `driver::EndpointConnection`, one peer of an endpoint (a standalone connection is an
+//! endpoint with one peer). Every method returns at once; the Python class turns "not yet"
+//! into awaiting the waker.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,14 +15,15 @@ use super::identity::Identity;
 use super::options::{ip_literal, nested_dict, peer_config};
 use super::waker::Waker;
 use crate::config::Role;
-use crate::driver::{self, Link, Progress, Received, Sent, StatValue};
+use crate::driver::{self, EndpointConnection, Progress, Received, Sent, StatValue};
+use crate::endpoint::EndpointConfig;
 use crate::engine::{Engine, SendError};
 
 /// One DTLS connection driven on the I/O thread.
 #[pyclass(frozen, module = "dtls_peer._native")]
 pub(crate) struct Connection {
     /// Always `Some` until dropped (see `Drop`).
-    inner: Option<Box<dyn Link>>,
+    inner: Option<EndpointConnection>,
     role: Role,
     /// The identity's node-ID scheme (or an endpoint's allow policy) is Python code, which
     /// the handshake calls holding this connection's lock: every method then releases the
@@ -73,12 +75,14 @@ impl Connection {
             keepalive_interval,
             idle_timeout,
         )?;
-        let engine = Engine::new(role, &identity.inner, expected, config).map_err(config_error)?;
+        let endpoint = crate::endpoint::Endpoint::new(&identity.inner, EndpointConfig::one_peer(config), None)
+            .map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
-        let inner = driver::Connection::spawn(socket, SocketAddr::new(ip, port), engine, receive_queue_size)
+        let remote = SocketAddr::new(ip, port);
+        let inner = driver::EndpointDriver::one_peer(socket, endpoint, remote, role, expected, receive_queue_size)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Self {
-            inner: Some(Box::new(inner)),
+            inner: Some(inner),
             role,
             runs_python: identity.runs_python(),
         })
@@ -261,16 +265,16 @@ impl Connection {
 impl Connection {
     /// One peer of an endpoint. Its endpoint may run Python (an allow policy, a node-ID
     /// scheme) under the lock, so the GIL is always released first.
-    pub(super) fn from_link(link: Box<dyn Link>, role: Role) -> Self {
+    pub(super) fn from_endpoint(conn: EndpointConnection, role: Role) -> Self {
         Self {
-            inner: Some(link),
+            inner: Some(conn),
             role,
             runs_python: true,
         }
     }
 
-    fn conn(&self) -> &dyn Link {
-        self.inner.as_deref().expect("taken only by Drop")
+    fn conn(&self) -> &EndpointConnection {
+        self.inner.as_ref().expect("taken only by Drop")
     }
 
     /// Runs `f`, which locks the connection, with the GIL released when the node-ID scheme is
@@ -278,7 +282,7 @@ impl Connection {
     /// scheme, so holding the GIL while waiting for the lock would deadlock. Without such a
     /// scheme no Python runs under the lock, and the GIL is kept (releasing it costs a
     /// hand-over when other Python threads run).
-    fn unlocked<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&dyn Link) -> R + Send) -> R {
+    fn unlocked<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&EndpointConnection) -> R + Send) -> R {
         let conn = self.conn();
         if self.runs_python {
             py.detach(|| f(conn))
@@ -291,7 +295,7 @@ impl Connection {
     fn with_engine<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&Engine) -> R + Send) -> Option<R> {
         self.unlocked(py, |c| {
             let (mut f, mut out) = (Some(f), None);
-            c.inspect(&mut |engine| {
+            c.with_engine(&mut |engine| {
                 if let (Some(engine), Some(f)) = (engine, f.take()) {
                     out = Some(f(engine));
                 }

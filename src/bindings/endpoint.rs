@@ -99,6 +99,7 @@ impl Endpoint {
             datagram_queue: datagram_queue_size,
             require_cookie,
             allow_migration,
+            one_peer: false,
         };
         let endpoint = crate::endpoint::Endpoint::new(&identity.inner, config, allow).map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -140,13 +141,13 @@ impl Endpoint {
         let conn = py
             .detach(|| self.driver().connect(destination, role, expected))
             .map_err(connect_error)?;
-        Ok(Connection::from_link(Box::new(conn), role))
+        Ok(Connection::from_endpoint(conn, role))
     }
 
     /// The next verified incoming peer, or None; raises EndpointClosed once closed.
     fn try_accept(&self, py: Python<'_>) -> PyResult<Option<Connection>> {
         match py.detach(|| self.driver().try_accept()) {
-            Accepted::Connection(conn) => Ok(Some(Connection::from_link(Box::new(conn), Role::Server))),
+            Accepted::Connection(conn) => Ok(Some(Connection::from_endpoint(conn, Role::Server))),
             Accepted::Empty => Ok(None),
             Accepted::Closed => Err(EndpointClosed::new_err("accept(): the endpoint is closed")),
         }

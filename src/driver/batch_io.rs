@@ -206,12 +206,14 @@ impl RecvBatch {
 }
 
 /// A datagram waiting to be sent: its bytes, and its own destination if it has one (an
-/// endpoint's datagrams go to many peers; a connection's all go to its one peer).
+/// endpoint's datagrams go to many peers, each to its own).
 pub(super) trait Outgoing {
     fn contents(&self) -> &[u8];
     fn destination(&self) -> Option<SocketAddr>;
 }
 
+/// Bare datagrams, for the tests of batching (no destination of their own).
+#[cfg(test)]
 impl Outgoing for Vec<u8> {
     fn contents(&self) -> &[u8] {
         self
@@ -233,23 +235,19 @@ impl Outgoing for crate::endpoint::Transmit {
 }
 
 /// Sends datagrams from the front of `queue` without blocking, in order, each to its own
-/// destination or else to `destination` (None: the socket is connected); returns how many
+/// destination, or with no address at all when the socket is `connected` (it can reach only
+/// its peer, and some systems refuse an address); returns how many
 /// left it (sent, or lost to a socket error, which is counted in `errors`). Stops at the
 /// first that would block.
-pub(super) fn send_queue<D: Outgoing>(
-    socket: &Sock,
-    queue: &VecDeque<D>,
-    destination: Option<SocketAddr>,
-    errors: &mut u64,
-) -> usize {
+pub(super) fn send_queue<D: Outgoing>(socket: &Sock, queue: &VecDeque<D>, connected: bool, errors: &mut u64) -> usize {
+    let to = |datagram: &D| datagram.destination().filter(|_| !connected);
     let mut done = 0;
     while done < queue.len() {
         #[cfg(target_os = "linux")]
         if GSO.load(Ordering::Relaxed) {
             let run = gso_run(queue, done);
             if run > 1 {
-                let to = queue[done].destination().or(destination);
-                match send_gso(socket, queue.range(done..done + run), to) {
+                match send_gso(socket, queue.range(done..done + run), to(&queue[done])) {
                     Ok(()) => {
                         done += run;
                         continue;
@@ -262,7 +260,7 @@ pub(super) fn send_queue<D: Outgoing>(
         }
         #[cfg(target_os = "linux")]
         if BATCHED.load(Ordering::Relaxed) && queue.len() - done > 1 {
-            match send_mmsg(socket, queue.range(done..).take(BATCH), destination) {
+            match send_mmsg(socket, queue.range(done..).take(BATCH), connected) {
                 Ok(n) => {
                     done += n;
                     continue;
@@ -280,7 +278,7 @@ pub(super) fn send_queue<D: Outgoing>(
         }
         let datagram = queue[done].contents();
         let view = socket.view();
-        let sent = socket.io(Interest::WRITABLE, || match queue[done].destination().or(destination) {
+        let sent = socket.io(Interest::WRITABLE, || match to(&queue[done]) {
             None => view.send(datagram),
             Some(to) => view.send_to(datagram, to),
         });
@@ -377,7 +375,7 @@ fn send_gso<'a, D: Outgoing + 'a>(
 fn send_mmsg<'a, D: Outgoing + 'a>(
     socket: &Sock,
     datagrams: impl Iterator<Item = &'a D>,
-    destination: Option<SocketAddr>,
+    connected: bool,
 ) -> io::Result<usize> {
     // SAFETY: all-zero is a valid value for these plain C structs.
     let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
@@ -391,7 +389,7 @@ fn send_mmsg<'a, D: Outgoing + 'a>(
         .zip(datagrams)
     {
         // Each datagram has its own address (none when the socket is connected).
-        if let Some(to) = datagram.destination().or(destination) {
+        if let Some(to) = datagram.destination().filter(|_| !connected) {
             let (storage, len) = to_storage(to);
             *name = storage;
             msg.msg_hdr.msg_name = (name as *mut libc::sockaddr_storage).cast();
@@ -567,7 +565,7 @@ mod tests {
             .collect();
         let sock = Sock::Direct(Arc::new(sender));
         let mut errors = 0;
-        assert_eq!(send_queue(&sock, &queue, None, &mut errors), order.len());
+        assert_eq!(send_queue(&sock, &queue, false, &mut errors), order.len());
         assert_eq!(errors, 0);
         for (r, receiver) in receivers.iter().enumerate() {
             receiver

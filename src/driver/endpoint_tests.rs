@@ -1,14 +1,16 @@
 //! The endpoint driver over real loopback sockets: two endpoints dial and accept each other,
-//! and a send that meets a full socket still goes out (flushes refused as the kernel would;
-//! see `stall_tests`).
+//! and a send that meets a full socket still goes out, also from a one-peer endpoint whose
+//! caller reads the socket. Loopback UDP never reports a full socket (the kernel frees a
+//! datagram's buffer as it is delivered), so these tests refuse flushes as the kernel would:
+//! the datagrams stay in the outbox, exactly as after a real `WouldBlock`.
 
 use std::net::UdpSocket;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Accepted, EndpointConnection, EndpointDriver, OUTBOX_LIMIT};
-use crate::config::Role;
+use super::{Accepted, EndpointConnection, EndpointDriver, Sock, OUTBOX_LIMIT};
+use crate::config::{Config, Role};
 use crate::driver::{lock, Notify, Progress, Received, Sent};
 use crate::endpoint::{Endpoint, EndpointConfig};
 use crate::identity::Identity;
@@ -164,4 +166,86 @@ fn closing_an_endpoint_ends_its_connections_on_both_sides() {
         _ => None,
     });
     assert!(matches!(ended, Some(Progress::Closed(_))), "{ended:?}");
+}
+
+/// Two standalone connections (endpoints with one peer) over loopback, established, with
+/// their notifications; the first one's caller reads its socket.
+fn established_one_peer_pair() -> [(EndpointConnection, mpsc::Receiver<()>); 2] {
+    let ids = [Identity::generate().unwrap(), Identity::generate().unwrap()];
+    let sockets = [0, 1].map(|_| UdpSocket::bind("127.0.0.1:0").unwrap());
+    let addresses = sockets.each_ref().map(|s| s.local_addr().unwrap());
+    let mut sockets = sockets.into_iter();
+    let pair = [(Role::Client, 0), (Role::Server, 1)].map(|(role, me)| {
+        let them = 1 - me;
+        let endpoint = Endpoint::new(&ids[me], EndpointConfig::one_peer(Config::default()), None).unwrap();
+        let pin = Some(ids[them].node_id().to_owned());
+        let socket = sockets.next().unwrap();
+        let conn = EndpointDriver::one_peer(socket, endpoint, addresses[them], role, pin, 2 * OUTBOX_LIMIT).unwrap();
+        let (notifier, rx) = channel();
+        conn.set_notifier(notifier);
+        conn.start_handshake();
+        (conn, rx)
+    });
+    for (conn, rx) in &pair {
+        let done = wait_for(rx, Duration::from_secs(10), || {
+            (conn.progress() != Progress::Pending).then(|| conn.progress())
+        });
+        assert_eq!(done, Some(Progress::Established));
+    }
+    assert!(pair[0].0.take_over_reads().is_some());
+    // The last handshake wake-ups are over well before this, and the task has handed the
+    // socket over: from here on, only what a test does wakes a task.
+    std::thread::sleep(Duration::from_millis(100));
+    let handed_over = matches!(lock(&pair[0].0.shared.inner).socket, Some(Sock::Direct(_)));
+    assert!(
+        handed_over,
+        "the driver thread still watches the socket the caller reads"
+    );
+    pair
+}
+
+#[test]
+fn a_one_peer_message_left_behind_by_a_full_socket_goes_out_while_the_caller_reads() {
+    let [(client, _), (server, server_rx)] = established_one_peer_pair();
+    lock(&client.shared.inner).refuse_flushes = 1;
+    assert_eq!(client.send(b"left behind"), Ok(Sent::Done));
+    assert_eq!(lock(&client.shared.inner).outbox.len(), 1, "the flush was refused");
+    // Nothing else happens: the driver thread no longer reads the client's socket, so only
+    // its watch for writability sends the message.
+    let got = wait_for(&server_rx, Duration::from_secs(5), || match server.try_recv() {
+        Received::Message(m) => Some(m),
+        _ => None,
+    });
+    assert_eq!(got.as_deref(), Some(&b"left behind"[..]));
+    assert!(lock(&client.shared.inner).outbox.is_empty());
+}
+
+#[test]
+fn a_one_peer_handshake_that_fails_lets_go_of_the_socket() {
+    let ids = [0, 1, 2].map(|_| Identity::generate().unwrap());
+    let sockets = [0, 1].map(|_| UdpSocket::bind("127.0.0.1:0").unwrap());
+    let addresses = sockets.each_ref().map(|s| s.local_addr().unwrap());
+    let mut sockets = sockets.into_iter();
+    // The client expects a node ID the server does not have: its handshake fails.
+    let pins = [ids[2].node_id(), ids[0].node_id()];
+    let pair = [(Role::Client, 0), (Role::Server, 1)].map(|(role, me)| {
+        let endpoint = Endpoint::new(&ids[me], EndpointConfig::one_peer(Config::default()), None).unwrap();
+        let socket = sockets.next().unwrap();
+        let pin = Some(pins[me].to_owned());
+        let conn = EndpointDriver::one_peer(socket, endpoint, addresses[1 - me], role, pin, 16).unwrap();
+        let (notifier, rx) = channel();
+        conn.set_notifier(notifier);
+        conn.start_handshake();
+        (conn, rx)
+    });
+    let (client, client_rx) = &pair[0];
+    let failed = wait_for(client_rx, Duration::from_secs(10), || {
+        matches!(client.progress(), Progress::Failed(_)).then_some(())
+    });
+    assert!(failed.is_some(), "{:?}", client.progress());
+    let released = wait_for(client_rx, Duration::from_secs(5), || {
+        lock(&client.shared.inner).socket.is_none().then_some(())
+    });
+    assert!(released.is_some(), "the failed connection still holds its socket");
+    assert_eq!(client.take_over_reads(), None);
 }

@@ -18,6 +18,7 @@ mod listen;
 mod stats;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,6 +40,33 @@ use crate::trust::{Accept, AllowPolicy, Pin};
 /// Which connection an event or call is about; never reused within one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnectionId(pub u64);
+
+/// A map keyed by connection: every message looks a connection up several times (endpoint,
+/// driver, handle), so the key is hashed with one multiplication, not SipHash. The ids are
+/// ours, counted up from 0, never a stranger's choice; a peer's address, which is, stays
+/// under SipHash.
+pub type IdMap<V> = HashMap<ConnectionId, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes a [`ConnectionId`] by Fibonacci hashing (consecutive ids spread over every bit,
+/// which the table's probing needs).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
 
 /// One datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +124,28 @@ pub struct EndpointConfig {
     /// Move an established peer to a new source address when an authenticated record
     /// arrives from there (NAT rebinding; default off, see `migration`).
     pub allow_migration: bool,
+    /// An endpoint for exactly one dialled peer (a standalone `DTLSPeerConnection`, see
+    /// [`EndpointConfig::one_peer`]): everything from the peer's address is its engine's (what
+    /// is not DTLS is counted there), everything from elsewhere is dropped and counted as
+    /// `dropped_unknown_source`, and the connection keeps its address after it ends, so its
+    /// engine goes on counting what the peer sends late (default off).
+    pub one_peer: bool,
+}
+
+impl EndpointConfig {
+    /// Settings for an endpoint with one peer, dialled with `connect_idle`: no accept, no
+    /// cookies, no application datagrams.
+    pub fn one_peer(peer: Config) -> Self {
+        Self {
+            peer,
+            accept: false,
+            max_connections: 1,
+            datagram_queue: 0,
+            require_cookie: false,
+            one_peer: true,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for EndpointConfig {
@@ -109,6 +159,7 @@ impl Default for EndpointConfig {
             datagram_queue: 1024,
             require_cookie: true,
             allow_migration: false,
+            one_peer: false,
         }
     }
 }
@@ -209,7 +260,9 @@ pub struct Endpoint {
     allow: Pin,
     /// Answers ClientHellos from unknown addresses with cookies (`require_cookie`).
     listener: Option<Listener>,
-    slots: HashMap<ConnectionId, Slot>,
+    /// Boxed: an engine is about 1 KiB, and a table holds up to twice as many buckets as
+    /// entries (four for a one-peer endpoint's one).
+    slots: IdMap<Box<Slot>>,
     by_address: HashMap<SocketAddr, ConnectionId>,
     /// Every connection's next deadline, earliest first: with thousands of peers, finding
     /// what is due must not visit them all.
@@ -251,7 +304,7 @@ impl Endpoint {
             listener,
             context,
             config,
-            slots: HashMap::new(),
+            slots: IdMap::default(),
             by_address: HashMap::new(),
             timers: BTreeSet::new(),
             next_id: 0,
@@ -275,6 +328,21 @@ impl Endpoint {
         role: Role,
         expected_node_id: Option<String>,
     ) -> Result<ConnectionId, ConnectError> {
+        let id = self.connect_idle(now, remote, role, expected_node_id)?;
+        self.start(now, id);
+        Ok(id)
+    }
+
+    /// Makes a connection to `remote` as `connect` does, but leaves its handshake for
+    /// `start`: datagrams from the peer are routed to it and kept by its engine until then
+    /// (a ClientHello that comes before the application asks for the handshake).
+    pub fn connect_idle(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        role: Role,
+        expected_node_id: Option<String>,
+    ) -> Result<ConnectionId, ConnectError> {
         if self.closed {
             return Err(ConnectError::Closed);
         }
@@ -292,21 +360,31 @@ impl Endpoint {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
         let pin = Pin::new(expected_node_id, self.identity.scheme().clone());
-        let mut engine = Engine::from_context(self.context.clone(), role, pin.clone(), self.config.peer.clone())
+        let engine = Engine::from_context(self.context.clone(), role, pin.clone(), self.config.peer.clone())
             .map_err(ConnectError::Config)?;
-        engine.start(now);
         let id = self.insert(now, engine, remote, true);
         // A server waits for the peer's ClientHello. That hello may have come before this
         // call and been answered with a cookie, so the retried one carries a cookie (and
         // message_seq 1) that only the cookie path can take: it goes through the listener like
-        // any other, with this dial's pin. Until then the started engine holds the deadline.
+        // any other, with this dial's pin (once started). Until then the started engine holds
+        // the deadline.
         if role == Role::Server && self.listener.is_some() {
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.awaiting_hello = Some(pin);
             }
         }
-        self.collect(id);
         Ok(id)
+    }
+
+    /// Starts connection `id`'s handshake if it has not started (see `connect_idle`); its
+    /// timeout counts from `now`.
+    pub fn start(&mut self, now: Instant, id: ConnectionId) {
+        if let Some(slot) = self.slots.get_mut(&id) {
+            if slot.engine.state() == State::Idle {
+                slot.engine.start(now);
+            }
+        }
+        self.collect(id);
     }
 
     /// Feeds one datagram received from `from`.
@@ -316,31 +394,39 @@ impl Endpoint {
             return;
         }
         let known = self.by_address.get(&from).copied();
+        if self.config.one_peer && known.is_none() {
+            self.stats.dropped_unknown_source += 1;
+            return;
+        }
         // Our keepalives are STUN-shaped; from a peer's address (or, when peers may move, from
         // anywhere) they are the engine's.
         let keepalive = (known.is_some() || self.config.allow_migration) && is_keepalive(datagram);
-        if !looks_like_dtls(datagram) && !keepalive {
+        // A one-peer endpoint has no application datagrams: its engine counts them.
+        if !looks_like_dtls(datagram) && !keepalive && !self.config.one_peer {
             return self.take_app_datagram(from, datagram);
         }
         match known {
             Some(id) => {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.last_input = now;
+                    let started = slot.engine.state() != State::Idle;
                     match (&slot.awaiting_hello, self.listener.as_mut()) {
-                        (Some(pin), Some(listener)) => match listener.hello_pinned(now, from, datagram, Some(pin)) {
-                            Hello::Accepted(engine) => {
-                                slot.engine = *engine;
-                                slot.awaiting_hello = None;
+                        (Some(pin), Some(listener)) if started => {
+                            match listener.hello_pinned(now, from, datagram, Some(pin)) {
+                                Hello::Accepted(engine) => {
+                                    slot.engine = *engine;
+                                    slot.awaiting_hello = None;
+                                }
+                                Hello::Answer(hvr) => {
+                                    self.stats.hello_verify_requests += 1;
+                                    self.transmits.push_back(Transmit {
+                                        destination: from,
+                                        contents: hvr,
+                                    });
+                                }
+                                Hello::Ignored => self.stats.dropped_unknown_source += 1,
                             }
-                            Hello::Answer(hvr) => {
-                                self.stats.hello_verify_requests += 1;
-                                self.transmits.push_back(Transmit {
-                                    destination: from,
-                                    contents: hvr,
-                                });
-                            }
-                            Hello::Ignored => self.stats.dropped_unknown_source += 1,
-                        },
+                        }
                         _ => slot.engine.handle_datagram(now, datagram),
                     }
                 }
@@ -475,6 +561,11 @@ impl Endpoint {
         self.datagrams.clear();
     }
 
+    /// The application's datagrams received so far (what `stats` counts, without the copy).
+    pub fn app_datagrams_in(&self) -> u64 {
+        self.stats.app_datagrams_in
+    }
+
     /// Whether `close` was called.
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -514,19 +605,17 @@ impl Endpoint {
         let id = ConnectionId(self.next_id);
         self.next_id += 1;
         self.by_address.insert(remote, id);
-        self.slots.insert(
-            id,
-            Slot {
-                engine,
-                remote,
-                known,
-                routed: true,
-                last_input: now,
-                deadline: None,
-                awaiting_hello: None,
-                claim: None,
-            },
-        );
+        let slot = Slot {
+            engine,
+            remote,
+            known,
+            routed: true,
+            last_input: now,
+            deadline: None,
+            awaiting_hello: None,
+            claim: None,
+        };
+        self.slots.insert(id, Box::new(slot));
         id
     }
 
@@ -686,7 +775,8 @@ impl Endpoint {
             }
             slot.deadline = deadline;
         }
-        if matches!(slot.engine.state(), State::Failed | State::Closed) && slot.routed {
+        // A one-peer endpoint's peer keeps its address: its engine counts what comes late.
+        if matches!(slot.engine.state(), State::Failed | State::Closed) && slot.routed && !self.config.one_peer {
             slot.routed = false;
             let (remote, known) = (slot.remote, slot.known);
             if self.by_address.get(&remote) == Some(&id) {
@@ -694,7 +784,7 @@ impl Endpoint {
             }
             // Nobody will ever ask about an incoming handshake that failed.
             if !known {
-                if let Some(Slot { deadline: Some(at), .. }) = self.slots.remove(&id) {
+                if let Some(at) = self.slots.remove(&id).and_then(|slot| slot.deadline) {
                     self.timers.remove(&(at, id));
                 }
             }

@@ -1,13 +1,15 @@
-//! Guards the driver over real loopback sockets: handshake, messages, notifications, and
-//! datagrams from strangers dropped and counted.
+//! Guards the driver of a standalone connection (an endpoint with one peer) over real loopback
+//! sockets: a handshake that waits to be asked for, messages read by the driver thread or by
+//! the caller, notifications, and datagrams from strangers dropped and counted.
 
 use std::net::UdpSocket;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dtls_peer::driver::{Connection, Notify, Progress, Received, Sent};
-use dtls_peer::{Config, Engine, Identity, Role};
+use dtls_peer::driver::{EndpointConnection, EndpointDriver, Notify, Phase, Progress, Received, Sent};
+use dtls_peer::endpoint::{Endpoint, EndpointConfig};
+use dtls_peer::{Config, Identity, Role};
 
 struct Channel(Mutex<mpsc::Sender<()>>);
 
@@ -23,9 +25,10 @@ fn connection(
     role: Role,
     me: &Identity,
     them: &Identity,
-) -> (Connection, mpsc::Receiver<()>) {
-    let engine = Engine::new(role, me, Some(them.node_id().to_owned()), Config::default()).unwrap();
-    let conn = Connection::spawn(socket, peer.local_addr().unwrap(), engine, 16).unwrap();
+) -> (EndpointConnection, mpsc::Receiver<()>) {
+    let endpoint = Endpoint::new(me, EndpointConfig::one_peer(Config::default()), None).unwrap();
+    let pin = Some(them.node_id().to_owned());
+    let conn = EndpointDriver::one_peer(socket, endpoint, peer.local_addr().unwrap(), role, pin, 16).unwrap();
     let (tx, rx) = mpsc::channel();
     conn.set_notifier(Arc::new(Channel(Mutex::new(tx))));
     (conn, rx)
@@ -57,17 +60,21 @@ fn driver_runs_a_session_over_loopback() {
     let (b, b_rx) = connection(b_sock, &a_probe, Role::Server, &b_id, &a_id);
     drop((a_probe, b_probe));
 
-    // A stranger and a late plaintext punch arrive before the handshake.
+    // A stranger arrives before the handshake, and the client's ClientHello before the
+    // server asks for its handshake: the server's engine keeps it and answers once started.
     stranger.send_to(b"hello?", b_addr).unwrap();
-    b.start_handshake();
     a.start_handshake();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(b.phase(), Phase::New);
+    assert_eq!(b.stats().engine.datagrams_out, 0, "nothing answered before start");
+    b.start_handshake();
     wait_for(&a_rx, || (a.progress() == Progress::Established).then_some(()));
     wait_for(&b_rx, || (b.progress() == Progress::Established).then_some(()));
     assert_eq!(a.local_address(), a_addr);
-    assert_eq!(
-        a.with_engine(|e| e.peer_node_id().map(str::to_owned)).as_deref(),
-        Some(b_id.node_id())
-    );
+    assert_eq!(b.remote_address(), a_addr);
+    let mut peer = None;
+    a.with_engine(&mut |e| peer = e.and_then(|e| e.peer_node_id().map(str::to_owned)));
+    assert_eq!(peer.as_deref(), Some(b_id.node_id()));
 
     for i in 0..10u8 {
         assert_eq!(a.send(&[i; 32]), Ok(Sent::Done));
@@ -82,10 +89,33 @@ fn driver_runs_a_session_over_loopback() {
     assert_eq!(got, (0..10u8).map(|i| vec![i; 32]).collect::<Vec<_>>());
     assert_eq!(b.stats().dropped_wrong_source, 1);
 
+    // The caller takes over reading b's socket: what arrives waits for its receive_now.
+    assert!(b.take_over_reads().is_some());
+    std::thread::sleep(Duration::from_millis(50));
+    for i in 10..20u8 {
+        assert_eq!(a.send(&[i; 32]), Ok(Sent::Done));
+    }
+    stranger.send_to(b"hello again?", b_addr).unwrap();
+    let mut got = Vec::new();
+    let limit = Instant::now() + Duration::from_secs(5);
+    while got.len() < 10 && Instant::now() < limit {
+        b.receive_now();
+        while let Received::Message(m) = b.try_recv() {
+            got.push(m);
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(got, (10..20u8).map(|i| vec![i; 32]).collect::<Vec<_>>());
+    assert_eq!(b.stats().dropped_wrong_source, 2);
+
     a.close();
-    let ended = wait_for(&b_rx, || match b.try_recv() {
-        Received::Ended(p) => Some(p),
-        _ => None,
+    assert_eq!(a.phase(), Phase::Closed);
+    let ended = wait_for(&b_rx, || {
+        b.receive_now();
+        match b.try_recv() {
+            Received::Ended(p) => Some(p),
+            _ => None,
+        }
     });
     assert!(matches!(ended, Progress::Closed(_)), "{ended:?}");
 }

@@ -676,3 +676,36 @@ fn a_server_role_dial_refuses_another_node_that_dialled_first() {
         .starts_with("the endpoint already has a connection to"));
     assert_eq!(net.endpoint.stats().backlog, 1);
 }
+
+#[test]
+fn a_one_peer_endpoint_keeps_an_early_hello_until_started_and_counts_strangers() {
+    let mut net = Net::new(EndpointConfig::one_peer(fast_config()));
+    let client_id = Identity::generate().unwrap();
+    let peer = net.add_client(&client_id);
+    let address = net.clients[peer].0;
+    let id = (net.endpoint)
+        .connect_idle(net.now, address, Role::Server, Some(client_id.node_id().to_owned()))
+        .unwrap();
+    // The client's ClientHello arrives before the handshake is asked for: kept, not answered.
+    net.deliver();
+    assert_eq!(net.endpoint.connection(id).unwrap().state(), State::Idle);
+    assert_eq!(net.endpoint.stats().datagrams_out, 0);
+    // Strangers, DTLS or not, are nobody's: counted, never queued for the application.
+    net.endpoint.handle(net.now, client_address(7), b"PUNCH");
+    net.endpoint.handle(net.now, client_address(8), &[22, 254, 253, 0, 0]);
+    assert_eq!(net.endpoint.stats().dropped_unknown_source, 2);
+    assert_eq!(net.endpoint.poll_datagram(), None);
+    net.endpoint.start(net.now, id);
+    assert!(net.run_until(Duration::from_secs(5), Net::all_clients_connected));
+    assert!(net.endpoint_events.contains(&EndpointEvent::Connection {
+        id,
+        event: Event::Connected
+    }));
+    // What is not DTLS from the peer's own address is its engine's to count.
+    net.endpoint.handle(net.now, address, b"PUNCH");
+    assert_eq!(net.endpoint.connection(id).unwrap().stats().dropped_not_dtls, 1);
+    assert_eq!(net.endpoint.poll_datagram(), None);
+    // Only that one peer: no second dial, no incoming handshakes.
+    let other = client_address(9);
+    assert!(net.endpoint.connect(net.now, other, Role::Client, None).is_err());
+}
