@@ -50,3 +50,52 @@ def for_running_loop() -> tuple[asyncio.AbstractEventLoop, LoopWaker]:
     if waker is None:
         waker = _wakers[loop] = LoopWaker(loop)
     return loop, waker
+
+
+class _Attachable(Protocol):
+    def attach(self, waker: _native.Waker, token: int, /) -> None: ...
+
+
+class Waiting:
+    """Waiting on the event loop for the I/O thread's news about one native object (a
+    connection or an endpoint): binds it to the first loop it is used on, registers it with
+    that loop's waker, and wakes every coroutine waiting on it. Subclasses call
+    ``_init_waiting`` with their native object and may extend ``_wake``."""
+
+    def _init_waiting(self, native: _Attachable) -> None:
+        self._attachable = native
+        self._waiters: list[asyncio.Future[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waker: LoopWaker | None = None
+        self._token = 0
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop, self._waker = for_running_loop()
+            self._token = self._waker.register(self)
+            self._attachable.attach(self._waker.native, self._token)
+        elif self._loop is not loop:
+            raise RuntimeError(f"a {type(self).__name__} is bound to the event loop it was first used on")
+        return loop
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        waiter = self._bind_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+    def _stop_waking(self) -> None:
+        """No more news will come (closed): forget the registration and wake every waiter."""
+        if self._waker is not None:
+            self._waker.unregister(self._token)
+        self._wake()

@@ -107,7 +107,7 @@ def _integer(name: str, value: object, low: int, high: int, unit: str = "") -> i
     return value
 
 
-class DTLSPeerConnection:
+class DTLSPeerConnection(_wake.Waiting):
     """An authenticated, encrypted DTLS 1.2 channel to one peer over a UDP socket.
 
     ``sock`` is the application's UDP socket (``socket.socket``, a descriptor, or an asyncio
@@ -184,10 +184,7 @@ class DTLSPeerConnection:
 
     def _setup(self, native: _native.Connection) -> None:
         self._native = native
-        self._waiters: list[asyncio.Future[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waker: _wake.LoopWaker | None = None
-        self._token = 0
+        self._init_waiting(self._native)
         self._closed = False
         self._events = _events.EventLog(self._native)
         self._unwatch: Callable[[], object] | None = None
@@ -211,31 +208,9 @@ class DTLSPeerConnection:
 
     # -- waiting -----------------------------------------------------------------------
 
-    def _bind_loop(self) -> asyncio.AbstractEventLoop:
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop, self._waker = _wake.for_running_loop()
-            self._token = self._waker.register(self)
-            self._native.attach(self._waker.native, self._token)
-        elif self._loop is not loop:
-            raise RuntimeError("a DTLSPeerConnection is bound to the event loop it was first used on")
-        return loop
-
     def _wake(self) -> None:
         self._events.observe()
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        waiter = self._bind_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
+        super()._wake()
 
     def _check_open(self, what: str) -> None:
         if self._closed:
@@ -355,9 +330,7 @@ class DTLSPeerConnection:
         if self._unwatch is not None:
             self._unwatch()
         self._native.close()
-        if self._waker is not None:
-            self._waker.unregister(self._token)
-        self._wake()
+        self._stop_waking()
 
     async def __aenter__(self) -> DTLSPeerConnection:
         try:

@@ -46,7 +46,7 @@ def _v6only(fd: int) -> bool:
         probe.detach()
 
 
-class DTLSEndpoint:
+class DTLSEndpoint(_wake.Waiting):
     """Many authenticated, encrypted DTLS 1.2 peers on one UDP socket (one NAT mapping).
 
     ``sock`` is the application's UDP socket, as for ``DTLSPeerConnection``: bound, not
@@ -122,38 +122,10 @@ class DTLSEndpoint:
             allow_migration,
         )
         self._identity = identity
-        self._waiters: list[asyncio.Future[None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waker: _wake.LoopWaker | None = None
-        self._token = 0
+        self._init_waiting(self._native)
         self._closed = False
 
     # -- waiting -----------------------------------------------------------------------
-
-    def _bind_loop(self) -> asyncio.AbstractEventLoop:
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop, self._waker = _wake.for_running_loop()
-            self._token = self._waker.register(self)
-            self._native.attach(self._waker.native, self._token)
-        elif self._loop is not loop:
-            raise RuntimeError("a DTLSEndpoint is bound to the event loop it was first used on")
-        return loop
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait(self) -> None:
-        waiter = self._bind_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter
-        finally:
-            if waiter in self._waiters:
-                self._waiters.remove(waiter)
 
     def _check_open(self, what: str) -> None:
         if self._closed:
@@ -266,9 +238,7 @@ class DTLSEndpoint:
             return
         self._closed = True
         self._native.close()
-        if self._waker is not None:
-            self._waker.unregister(self._token)
-        self._wake()
+        self._stop_waking()
 
     async def __aenter__(self) -> DTLSEndpoint:
         return self
