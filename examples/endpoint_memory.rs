@@ -19,16 +19,23 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Heap bytes in use (glibc), which fragmentation does not inflate.
+/// Heap bytes in use, which fragmentation does not inflate (glibc's counters; 0 elsewhere,
+/// where only the RSS figure is printed meaningfully).
 fn heap_in_use() -> usize {
-    #[allow(unsafe_code)]
-    // SAFETY: mallinfo2 only reads the allocator's counters.
-    let info = unsafe { libc::mallinfo2() };
-    info.uordblks + info.hblkhd
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        #[allow(unsafe_code)]
+        // SAFETY: mallinfo2 only reads the allocator's counters.
+        let info = unsafe { libc::mallinfo2() };
+        info.uordblks + info.hblkhd
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    0
 }
 
+/// Returns free heap pages to the system (glibc), so the RSS shows what is still held.
 fn trim() {
-    #[cfg(target_os = "linux")]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free heap pages to the system.
     #[allow(unsafe_code)]
     unsafe {

@@ -188,7 +188,8 @@ impl RecvBatch {
                 fd,
                 msgs.as_mut_ptr(),
                 BATCH as libc::c_uint,
-                libc::MSG_DONTWAIT,
+                // glibc takes the flags as a c_int, musl as a c_uint.
+                libc::MSG_DONTWAIT as _,
                 std::ptr::null_mut(),
             )
         };
@@ -405,7 +406,7 @@ fn send_mmsg<'a, D: Outgoing + 'a>(
     socket.io(Interest::WRITABLE, || {
         // SAFETY: the first `count` headers point at live iovecs over the queued datagrams
         // and at their entries of `names`; the kernel only reads them.
-        let n = unsafe { libc::sendmmsg(socket.fd(), msgs.as_mut_ptr(), count, libc::MSG_DONTWAIT) };
+        let n = unsafe { libc::sendmmsg(socket.fd(), msgs.as_mut_ptr(), count, libc::MSG_DONTWAIT as _) };
         if n < 0 {
             Err(io::Error::last_os_error())
         } else {
