@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dtls_peer import DTLSPeerConnection, HandshakeError, Identity
+from dtls_peer._plain_udp import recv_from, send_to
 
 Address = tuple[str, int]
 
@@ -122,10 +123,10 @@ async def _ask(sock: socket.socket, server: Address, request: bytes, answer: byt
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        await loop.sock_sendto(sock, request, server)
+        await send_to(sock, request, server)
         with contextlib.suppress(asyncio.TimeoutError):
             while True:
-                data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), 0.2)
+                data, addr = await asyncio.wait_for(recv_from(sock, 2048), 0.2)
                 if addr[:2] == server and data.startswith(answer):
                     return data
     raise TimeoutError(f"no answer from {server[0]}:{server[1]} within {timeout} s")
@@ -137,14 +138,14 @@ async def punch(sock: socket.socket, peer: Address) -> bool:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + PUNCH_TIMEOUT
     while loop.time() < deadline:
-        await loop.sock_sendto(sock, b"punch", peer)
+        await send_to(sock, b"punch", peer)
         with contextlib.suppress(asyncio.TimeoutError):
-            _, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 2048), PUNCH_INTERVAL)
+            _, addr = await asyncio.wait_for(recv_from(sock, 2048), PUNCH_INTERVAL)
             if addr[:2] == peer:
                 # A few more so the other side hears us too; late ones are dropped by the
                 # connection as non-DTLS datagrams.
                 for _ in range(3):
-                    await loop.sock_sendto(sock, b"punch", peer)
+                    await send_to(sock, b"punch", peer)
                 return True
     return False
 

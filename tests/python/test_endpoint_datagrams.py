@@ -8,6 +8,7 @@ import socket
 
 from conftest import UdpSocketFactory, address, wait_until
 from dtls_peer import Identity
+from dtls_peer._plain_udp import recv_from, send_to
 from test_endpoint import STEP, EndpointFactory, make_endpoint  # noqa: F401 (the endpoint fixture)
 
 
@@ -20,17 +21,16 @@ async def test_plain_datagrams_flow_both_ways_with_a_plain_socket(
     ep = endpoint(udp_socket(family), identity_a)
     plain = udp_socket(family)
     plain.setblocking(False)
-    loop = asyncio.get_running_loop()
-    await loop.sock_sendto(plain, b"PUNCH 1", ep.local_address)
+    await send_to(plain, b"PUNCH 1", ep.local_address)
     data, source = await asyncio.wait_for(ep.recv_datagram(), STEP)
     assert (data, source) == (b"PUNCH 1", address(plain))
     await ep.send_datagram(b"PUNCH back", address(plain))
-    reply, source = await asyncio.wait_for(loop.sock_recvfrom(plain, 100), STEP)
+    reply, source = await asyncio.wait_for(recv_from(plain, 100), STEP)
     assert reply == b"PUNCH back"
     assert source[:2] == ep.local_address
     # STUN-shaped (first byte 0..3) and other non-DTLS bytes are the application's too.
     await ep.send_datagram(bytearray(b"\x00\x01stun-ish"), address(plain))
-    assert (await asyncio.wait_for(loop.sock_recvfrom(plain, 100), STEP))[0] == b"\x00\x01stun-ish"
+    assert (await asyncio.wait_for(recv_from(plain, 100), STEP))[0] == b"\x00\x01stun-ish"
     stats = ep.stats()
     assert stats["app_datagrams_in"] == 1
     assert stats["app_datagrams_out"] == 2

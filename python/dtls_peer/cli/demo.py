@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from .._native import Identity
+from .._plain_udp import recv_from, send_to
 from ..connection import DTLSPeerConnection
 from ..exceptions import HandshakeError, PeerVerificationError
 
@@ -33,19 +34,18 @@ def _udp_socket() -> socket.socket:
     return sock
 
 
-async def _hole_punch(loop: asyncio.AbstractEventLoop, me: socket.socket, peer: socket.socket) -> None:
+async def _hole_punch(me: socket.socket, peer: socket.socket) -> None:
     """The plaintext exchange a NAT traversal ends with: each side hears the other."""
-    await loop.sock_sendto(me, b"punch", peer.getsockname())
-    await loop.sock_sendto(peer, b"punch", me.getsockname())
+    await send_to(me, b"punch", peer.getsockname())
+    await send_to(peer, b"punch", me.getsockname())
     for sock in (me, peer):
-        data, addr = await asyncio.wait_for(loop.sock_recvfrom(sock, 64), 2.0)
+        data, addr = await asyncio.wait_for(recv_from(sock, 64), 2.0)
         print(f"  {sock.getsockname()[1]} heard {data!r} from port {addr[1]}")
     # A late punch packet, as NATs and retries produce; the connection will ignore it.
-    await loop.sock_sendto(peer, b"punch", me.getsockname())
+    await send_to(peer, b"punch", me.getsockname())
 
 
 async def demo() -> int:
-    loop = asyncio.get_running_loop()
     alice_id, bob_id, mallory_id = Identity.generate(), Identity.generate(), Identity.generate()
     print(f"alice   node ID {alice_id.node_id}")
     print(f"bob     node ID {bob_id.node_id}")
@@ -54,7 +54,7 @@ async def demo() -> int:
     alice_sock, bob_sock, mallory_sock = _udp_socket(), _udp_socket(), _udp_socket()
     try:
         print("1. hole punch (plaintext UDP)")
-        await _hole_punch(loop, alice_sock, bob_sock)
+        await _hole_punch(alice_sock, bob_sock)
 
         print("2. upgrade to DTLS 1.2, each side pinning the other's node ID")
         alice = DTLSPeerConnection(
