@@ -72,6 +72,20 @@ async def dial_endpoint(
     return conn
 
 
+async def dial_and_accept(
+    ep: DTLSEndpoint,
+    sock: socket.socket,
+    identity: Identity,
+    endpoint_identity: Identity,
+    closing: list[DTLSPeerConnection],
+) -> tuple[DTLSPeerConnection, DTLSPeerConnection]:
+    """A standalone client on ``sock`` dials ``ep``; returns it and the endpoint's side of it."""
+    client, conn = await asyncio.gather(
+        dial_endpoint(ep, sock, identity, endpoint_identity, closing), ep.accept()
+    )
+    return client, conn
+
+
 async def test_one_endpoint_accepts_a_hundred_peers_and_carries_their_messages_both_ways(
     family: socket.AddressFamily,
     udp_socket: UdpSocketFactory,
@@ -264,9 +278,7 @@ async def test_closing_one_accepted_connection_leaves_the_others_working(
     clients = []
     accepted = []
     for _ in range(3):
-        client, conn = await asyncio.gather(
-            dial_endpoint(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing), ep.accept()
-        )
+        client, conn = await dial_and_accept(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing)
         clients.append(client)
         accepted.append(conn)
     closing.extend(accepted)
@@ -290,9 +302,7 @@ async def test_dropping_an_accepted_connection_releases_its_slot(
     identity_b: Identity,
 ) -> None:
     ep = endpoint(udp_socket(socket.AF_INET), identity_a)
-    client, conn = await asyncio.gather(
-        dial_endpoint(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing), ep.accept()
-    )
+    client, conn = await dial_and_accept(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing)
     assert ep.connections == 1
     del conn
     gc.collect()
@@ -312,9 +322,7 @@ async def test_closing_an_endpoint_ends_its_peers_and_every_pending_call(
     ep = endpoint(udp_socket(socket.AF_INET), identity_a)
     clients, accepted = [], []
     for _ in range(3):
-        client, conn = await asyncio.gather(
-            dial_endpoint(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing), ep.accept()
-        )
+        client, conn = await dial_and_accept(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing)
         clients.append(client)
         accepted.append(conn)
     closing.extend(accepted)
@@ -444,9 +452,7 @@ async def test_stats_keys(
     identity_b: Identity,
 ) -> None:
     ep = endpoint(udp_socket(socket.AF_INET), identity_a)
-    _, conn = await asyncio.gather(
-        dial_endpoint(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing), ep.accept()
-    )
+    _, conn = await dial_and_accept(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing)
     closing.append(conn)
     stats = ep.stats()
     assert set(stats) == {
@@ -491,9 +497,7 @@ async def test_python_in_the_handshake_never_deadlocks_against_calls_on_the_loop
         return node_id == identity_b.node_id
 
     ep = endpoint(udp_socket(socket.AF_INET), identity_a, allow=slow_allow)
-    _, first = await asyncio.gather(
-        dial_endpoint(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing), ep.accept()
-    )
+    _, first = await dial_and_accept(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing)
     closing.append(first)
     dialling = [
         asyncio.ensure_future(dial_endpoint(ep, udp_socket(socket.AF_INET), identity_b, identity_a, closing))
