@@ -410,21 +410,13 @@ impl Endpoint {
                 if let Some(slot) = self.slots.get_mut(&id) {
                     slot.last_input = now;
                     let started = slot.engine.state() != State::Idle;
-                    match (&slot.awaiting_hello, self.listener.as_mut()) {
-                        (Some(pin), Some(listener)) if started => {
-                            match listener.hello_pinned(now, from, datagram, Some(pin)) {
-                                Hello::Accepted(engine) => {
-                                    slot.engine = *engine;
+                    match slot.awaiting_hello.clone() {
+                        Some(pin) if started => {
+                            if let Some(engine) = self.exchange_cookie(now, from, datagram, Some(&pin)) {
+                                if let Some(slot) = self.slots.get_mut(&id) {
+                                    slot.engine = engine;
                                     slot.awaiting_hello = None;
                                 }
-                                Hello::Answer(hvr) => {
-                                    self.stats.hello_verify_requests += 1;
-                                    self.transmits.push_back(Transmit {
-                                        destination: from,
-                                        contents: hvr,
-                                    });
-                                }
-                                Hello::Ignored => self.stats.dropped_unknown_source += 1,
                             }
                         }
                         _ => slot.engine.handle_datagram(now, datagram),
@@ -619,6 +611,31 @@ impl Endpoint {
         id
     }
 
+    /// Runs the stateless cookie exchange on a ClientHello from `from` (the endpoint has a
+    /// listener): sends the HelloVerifyRequest, or counts a datagram it ignored, or returns the
+    /// server engine a valid cookie made, accepting whom `pin` names (the allow policy when
+    /// `None`).
+    fn exchange_cookie(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+        pin: Option<&Pin>,
+    ) -> Option<Engine> {
+        match self.listener.as_mut()?.hello_pinned(now, from, datagram, pin) {
+            Hello::Accepted(engine) => return Some(*engine),
+            Hello::Answer(hvr) => {
+                self.stats.hello_verify_requests += 1;
+                self.transmits.push_back(Transmit {
+                    destination: from,
+                    contents: hvr,
+                });
+            }
+            Hello::Ignored => self.stats.dropped_unknown_source += 1,
+        }
+        None
+    }
+
     /// A datagram from an address with no connection.
     fn incoming(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         if !self.config.accept || !crate::engine::starts_with_client_hello(datagram) {
@@ -632,20 +649,11 @@ impl Endpoint {
             self.stats.dropped_over_limit += 1;
             return;
         }
-        let engine = match self.listener.as_mut().map(|l| l.hello(now, from, datagram)) {
-            Some(Hello::Accepted(engine)) => *engine,
-            Some(Hello::Answer(hvr)) => {
-                self.stats.hello_verify_requests += 1;
-                self.transmits.push_back(Transmit {
-                    destination: from,
-                    contents: hvr,
-                });
-                return;
-            }
-            Some(Hello::Ignored) => {
-                self.stats.dropped_unknown_source += 1;
-                return;
-            }
+        let engine = match self.listener {
+            Some(_) => match self.exchange_cookie(now, from, datagram, None) {
+                Some(engine) => engine,
+                None => return,
+            },
             None => {
                 let engine = Engine::from_context(
                     self.context.clone(),
