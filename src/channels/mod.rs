@@ -179,6 +179,7 @@ pub struct Channels {
     next_id: ChannelId,
     now: Instant,
     stats: ChannelStats,
+    shutting_down: bool,
 }
 
 impl std::fmt::Debug for Channels {
@@ -230,6 +231,7 @@ impl Channels {
             next_id: if client { 0 } else { 1 },
             now,
             stats: ChannelStats::default(),
+            shutting_down: false,
         };
         if let Some(why) = failure {
             channels.end(why);
@@ -416,7 +418,11 @@ impl Channels {
     }
 
     /// Ends the association gracefully (SCTP SHUTDOWN once everything sent is acknowledged).
+    /// Idempotent.
     pub fn shutdown(&mut self) {
+        if std::mem::replace(&mut self.shutting_down, true) {
+            return;
+        }
         if let Some((_, association)) = &mut self.association {
             // Refused only before the association is established: nothing to flush then.
             if association.shutdown().is_err() {
@@ -424,6 +430,11 @@ impl Channels {
             }
         }
         self.drive();
+    }
+
+    /// The DTLS session under the association ended (`why`): so did every channel.
+    pub fn session_ended(&mut self, why: &str) {
+        self.end(format!("the DTLS session ended: {why}"));
     }
 
     /// The association is up.
