@@ -314,11 +314,14 @@ class DTLSPeerConnection(_wake.Waiting):
             raise TypeError(f"ordered must be True or False, not {type(ordered).__name__}")
         if max_retransmits is not None and max_lifetime is not None:
             raise ValueError("max_retransmits and max_lifetime are mutually exclusive (RFC 8831 §6.1)")
-        retransmits = None if max_retransmits is None else _integer("max_retransmits", max_retransmits, 0, 65535)
+        retransmits = None
+        if max_retransmits is not None:
+            retransmits = _integer("max_retransmits", max_retransmits, 0, 65535)
         lifetime_ms = None
         if max_lifetime is not None:
             if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, (int, float)):
-                raise TypeError(f"max_lifetime must be a number of seconds, not {type(max_lifetime).__name__}")
+                kind = type(max_lifetime).__name__
+                raise TypeError(f"max_lifetime must be a number of seconds, not {kind}")
             if not 0 <= max_lifetime <= 65.535:
                 raise ValueError(f"max_lifetime must be between 0 and 65.535 seconds, not {max_lifetime!r}")
             lifetime_ms = round(max_lifetime * 1000)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import socket
+from typing import Any
 
 import pytest
-
+from conftest import Pair, PairFactory, handshake_all
 from dtls_peer import ChannelClosed, ConnectionClosed, DTLSError, HandshakeError, MessageTooLarge
-
-from conftest import PairFactory, handshake_all
 
 STEP = 20.0
 
@@ -22,7 +21,7 @@ def pattern(size: int, seed: int) -> bytes:
     return (block * (size // len(block) + 1))[:size]
 
 
-async def channel_pair(make_pair: PairFactory, **options: object):  # type: ignore[no-untyped-def]
+async def channel_pair(make_pair: PairFactory, **options: Any) -> Pair:
     pair = make_pair(socket.AF_INET, channels=True, **options)
     await handshake_all(pair.a, pair.b, timeout=STEP)
     return pair
@@ -88,7 +87,7 @@ async def test_oversize_and_misuse_raise_before_anything_is_sent(make_pair: Pair
     with pytest.raises(MessageTooLarge):
         await ours.send(b"x" * 1001)
     with pytest.raises(TypeError):
-        await ours.send(12)  # type: ignore[arg-type]
+        await ours.send(12)  # type: ignore[arg-type]  # a wrong type on purpose
     with pytest.raises(DTLSError, match="create_channel"):
         await pair.a.send(b"plain")
     with pytest.raises(DTLSError, match="create_channel"):
