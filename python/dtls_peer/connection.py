@@ -266,7 +266,7 @@ class DTLSPeerConnection(_wake.Waiting):
         """Waits for the data channels' SCTP association, within the handshake timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._handshake_timeout
-        while not self._native.channels_ready():
+        while not self._channels_ready():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 self.close_nowait()
@@ -278,6 +278,15 @@ class DTLSPeerConnection(_wake.Waiting):
                 await asyncio.wait_for(self._wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+
+    def _channels_ready(self) -> bool:
+        try:
+            return self._native.channels_ready()
+        except ConnectionClosed as e:
+            # The association could not start: the handshake, as the application asked for
+            # it, failed.
+            self.close_nowait()
+            raise HandshakeError(str(e)) from None
 
     def _no_channels(self, what: str) -> None:
         if self._channels is not None:
