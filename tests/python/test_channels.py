@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import Pair, PairFactory, handshake_all
-from dtls_peer import ChannelClosed, ConnectionClosed, DTLSError, HandshakeError, MessageTooLarge
+from dtls_peer import ChannelClosed, DTLSError, HandshakeError, MessageTooLarge
 
 STEP = 20.0
 
@@ -107,7 +107,7 @@ async def test_channels_on_a_plain_connection_say_so(make_pair: PairFactory) -> 
         await pair.b.accept_channel()
 
 
-async def test_a_channels_client_and_a_plain_server_both_fail_in_the_handshake(make_pair: PairFactory) -> None:
+async def test_a_channels_client_and_a_plain_server_both_fail_in_handshake(make_pair: PairFactory) -> None:
     # The client offers ALPN "webrtc"; the plain server refuses it (no_application_protocol), so
     # no SCTP packet ever reaches it as a message.
     pair = make_pair(
