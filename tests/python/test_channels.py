@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import Pair, PairFactory, handshake_all
-from dtls_peer import ChannelClosed, DTLSError, HandshakeError, MessageTooLarge
+from dtls_peer import ChannelClosed, DTLSEndpoint, DTLSError, HandshakeError, Identity, MessageTooLarge
 
 STEP = 20.0
 
@@ -146,3 +146,30 @@ async def test_a_silent_plain_peer_times_out_the_channels_wait(make_pair: PairFa
     results = await asyncio.gather(pair.a.handshake(), pair.b.handshake(), return_exceptions=True)
     assert results[0] is None
     assert isinstance(results[1], HandshakeError) and "channels=True" in str(results[1])
+
+
+async def test_an_endpoint_gives_every_peer_channels(identity_a: Identity, identity_b: Identity) -> None:
+    # DPC's shape: one socket for every punched peer, ~90 KB messages reliably and in order.
+    sa = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sb = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sa.bind(("127.0.0.1", 0))
+    sb.bind(("127.0.0.1", 0))
+    server = DTLSEndpoint(sa, identity_a, allow={identity_b.node_id}, channels=True)
+    client = DTLSEndpoint(sb, identity_b, allow=None, channels=True)
+    try:
+        dialled = asyncio.ensure_future(client.connect(sa.getsockname(), expected_node_id=identity_a.node_id))
+        accepted = await asyncio.wait_for(server.accept(), STEP)
+        conn = await asyncio.wait_for(dialled, STEP)
+        assert conn.channels and accepted.channels
+        opened = asyncio.ensure_future(accepted.create_channel("dpc"))
+        theirs = await asyncio.wait_for(conn.accept_channel(), STEP)
+        ours = await asyncio.wait_for(opened, STEP)
+        frames = [pattern(90_000 + i, i) for i in range(20)]
+        for frame in frames:
+            await ours.send(frame)
+        assert [await asyncio.wait_for(theirs.recv(), STEP) for _ in frames] == frames
+    finally:
+        await client.close()
+        await server.close()
+        sa.close()
+        sb.close()
