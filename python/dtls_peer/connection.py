@@ -26,7 +26,7 @@ MIN_MTU, MAX_MTU = 256, 65_507
 DEFAULT_MAX_CHANNEL_MESSAGE_SIZE = 16 << 20
 DEFAULT_CHANNEL_HIGH_WATER = 1 << 20
 MAX_CHANNEL_MESSAGE_SIZE = 1 << 30
-# How long close() waits for the data channels' SCTP shutdown (everything sent acknowledged).
+# How long close() waits for the peer to acknowledge everything sent on the data channels.
 CHANNEL_SHUTDOWN_TIMEOUT = 2.0
 
 
@@ -467,12 +467,12 @@ class DTLSPeerConnection(_wake.Waiting):
 
     async def close(self) -> None:
         """Sends close_notify and releases the socket. Idempotent. With data channels it first
-        shuts the association down (SCTP SHUTDOWN, so what was sent is acknowledged), waiting at
-        most 2 s."""
+        waits (at most 2 s) until the peer has acknowledged every message sent, so none is
+        lost by closing."""
         if self._channels is not None and not self._closed and self._native.is_established:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + CHANNEL_SHUTDOWN_TIMEOUT
-            while not self._native.shutdown_channels() and loop.time() < deadline:
+            while not self._native.channels_flushed() and loop.time() < deadline:
                 try:
                     await asyncio.wait_for(self._wait(), deadline - loop.time())
                 except asyncio.TimeoutError:
