@@ -71,12 +71,12 @@ async def test_unordered_no_retransmit_channel_gives_a_subset_unaltered_and_once
     quiet_until = loop.time() + 3.0
     while loop.time() < quiet_until:
         try:
-            m = await asyncio.wait_for(theirs.recv(), 0.5)
+            message = await asyncio.wait_for(theirs.recv(), 0.5)
         except asyncio.TimeoutError:
             continue
-        assert isinstance(m, bytes)
-        if m:
-            got.append(m)
+        assert isinstance(message, bytes)
+        if message:
+            got.append(message)
     indexes = [int.from_bytes(m[:4], "big") for m in got]
     assert all(m == messages[i] for m, i in zip(got, indexes)), "a message was altered"
     assert len(set(indexes)) == len(indexes), "a message arrived twice"
