@@ -35,6 +35,10 @@ use crate::config::ChannelsConfig;
 /// A channel's SCTP stream id.
 pub type ChannelId = u16;
 
+/// SCTP's common header; the first chunk's type follows it.
+const COMMON_HEADER: usize = 12;
+/// The INIT chunk's type.
+const CHUNK_INIT: u8 = 1;
 /// SCTP's common and DATA chunk headers: a packet is this much larger than its payload.
 const SCTP_OVERHEAD: usize = 12 + 16;
 /// Channels open at once (both sides' together); beyond this the peer's opens are refused
@@ -208,11 +212,13 @@ impl Channels {
         let payload = (max_packet.saturating_sub(SCTP_OVERHEAD) & !3).max(4);
         endpoint_config.max_payload_size(u32::try_from(payload).unwrap_or(u32::MAX));
         let transport = Arc::new(transport(&config));
-        let server = (!client).then(|| {
-            let mut server = ServerConfig::new();
-            server.transport = transport.clone();
-            Arc::new(server)
-        });
+        // Both sides can take an INIT: WebRTC stacks (aiortc among them) start the association
+        // from both ends (RFC 8841 §9.3). Without a server config sctp-proto panics on an INIT
+        // it cannot route; with one, the peer's INIT makes a second association, dropped in
+        // `handle_packet` while ours lives (the peer's stack answers our INIT in turn).
+        let mut server = ServerConfig::new();
+        server.transport = transport.clone();
+        let server = Some(Arc::new(server));
         let mut endpoint = Endpoint::new(Arc::new(endpoint_config), server);
         let mut failure = None;
         let association = if client {
@@ -261,11 +267,13 @@ impl Channels {
             Some((handle, DatagramEvent::NewAssociation(association))) if self.association.is_none() => {
                 self.association = Some((handle, association));
             }
-            Some((_, DatagramEvent::AssociationEvent(event))) => {
-                if let Some((_, association)) = &mut self.association {
-                    association.handle_event(event);
-                }
-            }
+            Some((handle, DatagramEvent::AssociationEvent(event))) => match &mut self.association {
+                Some((ours, association)) if *ours == handle => association.handle_event(event),
+                // For an association of the peer's we dropped (below).
+                _ => self.stats.dropped_not_sctp += 1,
+            },
+            // One association per session: a second INIT (the peer's own start, or a retry of
+            // it) is not let replace it.
             Some((_, DatagramEvent::NewAssociation(_))) => self.stats.dropped_not_sctp += 1,
             None if self.association.is_none() => {
                 // Before any association, something that is not SCTP means the peer sends

@@ -206,3 +206,28 @@ fn everything_sent_is_acknowledged_before_buffered_total_reaches_zero() {
     assert_eq!(wire.server.recv(id).unwrap().unwrap().data, big);
     assert!(matches!(wire.server.recv(id), Err(ChannelError::Ended(_))));
 }
+
+#[test]
+fn an_init_from_the_peer_after_ours_leaves_the_association_working() {
+    // WebRTC stacks start the association from both ends; the client side must not panic on
+    // the peer's INIT, and the association it has must go on.
+    let mut wire = Wire::new(ChannelsConfig::default());
+    let now = wire.now;
+    let mut stranger = Channels::new(now, true, 1163, ChannelsConfig::default());
+    let init = stranger.poll_packet().expect("an INIT");
+    wire.client.handle_packet(now, &init);
+    wire.server.handle_packet(now, &init);
+    // And a repeat of the client's own INIT, as a late duplicate would be.
+    wire.server.handle_packet(now, &init);
+    let id = wire.client.open(ChannelOptions::reliable("still")).unwrap();
+    assert_eq!(accept_one(&mut wire), id);
+    wire.run(|w| w.client.is_open(id));
+    assert!(wire.client.send(id, b"fine", false).unwrap());
+    let mut got = None;
+    wire.run(|w| {
+        got = got.take().or_else(|| w.server.recv(id).unwrap());
+        got.is_some()
+    });
+    assert_eq!(got.unwrap().data, b"fine");
+    assert!(wire.client.stats().dropped_not_sctp >= 1);
+}
