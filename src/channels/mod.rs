@@ -260,6 +260,14 @@ impl Channels {
         if matches!(self.phase, Phase::Ended(_)) {
             return;
         }
+        // An INIT once the association is up is a stale or duplicated start (WebRTC stacks
+        // send one from each end): sctp-proto would take it for a restart, which aiortc then
+        // aborts. The session is authenticated, so a real restart comes with a new DTLS
+        // handshake, not an INIT.
+        if self.phase == Phase::Connected && packet.get(COMMON_HEADER) == Some(&CHUNK_INIT) {
+            self.stats.dropped_not_sctp += 1;
+            return;
+        }
         let handled = self
             .endpoint
             .handle(now, PEER, None, None, Bytes::copy_from_slice(packet));
