@@ -23,7 +23,7 @@ import contextlib
 from typing import Any, Protocol, Union
 
 from aiortc import RTCDataChannel, RTCDataChannelParameters, rtcsctptransport
-from aiortc.rtcsctptransport import RTCSctpTransport
+from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
 from dtls_peer import ConnectionClosed, DTLSPeerConnection, MessageTooLarge
 
 # SCTP common header (12 bytes) and DATA chunk header (16) around a chunk's user data (RFC 4960).
@@ -102,12 +102,22 @@ class DatagramLink:
                 receiver._set_state(RTCSctpTransport.State.CLOSED)
 
 
-async def open_sctp(conn: DTLSPeerConnection, port: int = 5000) -> RTCSctpTransport:
+async def open_sctp(
+    conn: DTLSPeerConnection, port: int = 5000, peer_max_message_size: int | None = None
+) -> RTCSctpTransport:
     """Starts an aiortc SCTP association over ``conn`` (both sides call this; RFC 8841
-    lets both send INIT). Returns at once; ``wait_connected`` waits for the association."""
+    lets both send INIT). Returns at once; ``wait_connected`` waits for the association.
+
+    ``peer_max_message_size`` is what the peer is taken to accept (SDP's max-message-size);
+    by default aiortc's own 256 KiB. aiortc refuses to send a larger message, but reassembles
+    any size it receives, so an aiortc peer given a larger figure takes larger messages."""
     fit_chunks(conn.max_message_size)
+    if peer_max_message_size is None:
+        capabilities = RTCSctpTransport.getCapabilities()
+    else:
+        capabilities = RTCSctpCapabilities(maxMessageSize=peer_max_message_size)
     sctp = RTCSctpTransport(DatagramLink(conn), port=port)  # type: ignore[arg-type]
-    await sctp.start(RTCSctpTransport.getCapabilities(), port)
+    await sctp.start(capabilities, port)
     return sctp
 
 
