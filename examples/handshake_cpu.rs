@@ -37,7 +37,7 @@ fn main() {
         identity_creation(runs.min(50), &schemes);
     }
     println!("handshake, thread CPU inside each engine, p50 of {runs} (ms):");
-    for key_type in KeyType::ALL.into_iter().filter(|t| only.map_or(true, |o| o == *t)) {
+    for key_type in KeyType::ALL.into_iter().filter(|t| only.is_none_or(|o| o == *t)) {
         for scheme in &schemes {
             let a = Identity::generate_with(key_type, scheme.clone()).unwrap();
             let b = Identity::generate_with(key_type, scheme.clone()).unwrap();

@@ -83,6 +83,33 @@ pub struct Config {
     /// While established, close the session when no authenticated datagram (a message or
     /// the peer's keepalive) arrived for this long (default `None`: off).
     pub idle_timeout: Option<Duration>,
+    /// Carry WebRTC data channels (SCTP over DTLS, RFC 8261) instead of plain messages
+    /// (default `None`: plain messages; see `channels`).
+    pub channels: Option<ChannelsConfig>,
+}
+
+/// Settings of a connection's data channels; `ChannelsConfig::default()` documents every default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelsConfig {
+    /// Largest message sent or received on a channel (default 16 MiB). The peer's SCTP may
+    /// hold this much of one message while it reassembles it, so it also sizes the receive
+    /// window.
+    pub max_message_size: usize,
+    /// A channel's send buffer above which the application is asked to wait, and its
+    /// unread messages above which no more are taken out of SCTP for it (default 1 MiB).
+    pub buffer_high_water: usize,
+}
+
+/// Largest `ChannelsConfig::max_message_size`: SCTP's window is a 32-bit count.
+pub const MAX_CHANNEL_MESSAGE_SIZE: usize = 1 << 30;
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 16 << 20,
+            buffer_high_water: 1 << 20,
+        }
+    }
 }
 
 impl Default for Config {
@@ -95,6 +122,7 @@ impl Default for Config {
             ciphers: DEFAULT_CIPHERS.to_owned(),
             keepalive_interval: None,
             idle_timeout: None,
+            channels: None,
         }
     }
 }
@@ -121,6 +149,8 @@ pub enum ConfigError {
     OpenSsl(String),
     /// `keepalive_interval` or `idle_timeout` (named) zero or over a day.
     Liveness(&'static str, Duration),
+    /// A `ChannelsConfig` size (named) zero or over `MAX_CHANNEL_MESSAGE_SIZE`.
+    Channels(&'static str, usize),
 }
 
 impl fmt::Display for ConfigError {
@@ -156,6 +186,10 @@ impl fmt::Display for ConfigError {
                 MAX_LIVENESS_PERIOD.as_secs(),
                 d.as_secs_f64()
             ),
+            Self::Channels(name, n) => write!(
+                f,
+                "{name} must be between 1 and {MAX_CHANNEL_MESSAGE_SIZE} bytes, got {n}"
+            ),
         }
     }
 }
@@ -189,6 +223,14 @@ impl Config {
         ] {
             if let Some(d) = period.filter(|d| d.is_zero() || *d > MAX_LIVENESS_PERIOD) {
                 return Err(ConfigError::Liveness(name, d));
+            }
+        }
+        if let Some(c) = &self.channels {
+            if !(1..=MAX_CHANNEL_MESSAGE_SIZE).contains(&c.max_message_size) {
+                return Err(ConfigError::Channels("max_message_size", c.max_message_size));
+            }
+            if !(1..=MAX_CHANNEL_MESSAGE_SIZE).contains(&c.buffer_high_water) {
+                return Err(ConfigError::Channels("buffer_high_water", c.buffer_high_water));
             }
         }
         validate_ciphers(&self.ciphers)

@@ -14,6 +14,7 @@
 //! - `bindings` (feature `python`): the `dtls_peer._native` extension module.
 
 pub mod alert;
+pub mod channels;
 pub mod config;
 pub mod driver;
 pub mod endpoint;

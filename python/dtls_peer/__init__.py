@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from ._native import Identity, node_id_from_certificate
+from .channel import DataChannel
 from .connection import DTLSPeerConnection
 from .endpoint import DTLSEndpoint
 from .exceptions import (
+    ChannelClosed,
     ConnectionClosed,
     DTLSError,
     EndpointClosed,
@@ -18,10 +20,12 @@ from .exceptions import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ChannelClosed",
     "ConnectionClosed",
     "DTLSEndpoint",
     "DTLSError",
     "DTLSPeerConnection",
+    "DataChannel",
     "EndpointClosed",
     "HandshakeError",
     "HandshakeTimeout",

@@ -12,7 +12,8 @@ from types import TracebackType
 from typing import Any, Literal, Union
 
 from . import _events, _native, _wake
-from .exceptions import ConnectionClosed, DTLSError, MessageTooLarge
+from .channel import DataChannel
+from .exceptions import ConnectionClosed, DTLSError, HandshakeError, MessageTooLarge
 
 SocketLike = Union[socket.socket, int, asyncio.DatagramTransport]
 BytesLike = Union[bytes, bytearray, memoryview]
@@ -22,6 +23,11 @@ DEFAULT_RECV_MANY = 64
 MAX_RECEIVE_QUEUE_SIZE = 1 << 20
 # The same bounds the engine enforces; checked here too so no value overflows on the way in.
 MIN_MTU, MAX_MTU = 256, 65_507
+DEFAULT_MAX_CHANNEL_MESSAGE_SIZE = 16 << 20
+DEFAULT_CHANNEL_HIGH_WATER = 1 << 20
+MAX_CHANNEL_MESSAGE_SIZE = 1 << 30
+# How long close() waits for the data channels' SCTP shutdown (everything sent acknowledged).
+CHANNEL_SHUTDOWN_TIMEOUT = 2.0
 
 
 def _take_socket(sock: object) -> int:
@@ -142,6 +148,9 @@ class DTLSPeerConnection(_wake.Waiting):
         receive_queue_size: int = DEFAULT_RECEIVE_QUEUE_SIZE,
         keepalive_interval: float | None = None,
         idle_timeout: float | None = None,
+        channels: bool = False,
+        max_channel_message_size: int = DEFAULT_MAX_CHANNEL_MESSAGE_SIZE,
+        channel_high_water: int = DEFAULT_CHANNEL_HIGH_WATER,
     ) -> None:
         if not isinstance(identity, _native.Identity):
             raise TypeError(f"identity must be a dtls_peer.Identity, not {type(identity).__name__}")
@@ -155,6 +164,20 @@ class DTLSPeerConnection(_wake.Waiting):
         idle = None if idle_timeout is None else _number("idle_timeout", idle_timeout)
         timeout = _number("handshake_timeout", handshake_timeout)
         rto = _number("initial_retransmit_timeout", initial_retransmit_timeout)
+        if not isinstance(channels, bool):
+            raise TypeError(f"channels must be True or False, not {type(channels).__name__}")
+        channel_sizes = None
+        if channels:
+            channel_sizes = (
+                _integer(
+                    "max_channel_message_size",
+                    max_channel_message_size,
+                    1,
+                    MAX_CHANNEL_MESSAGE_SIZE,
+                    " bytes",
+                ),
+                _integer("channel_high_water", channel_high_water, 1, MAX_CHANNEL_MESSAGE_SIZE, " bytes"),
+            )
         resolved_role = self._resolve_role(role, identity, expected_node_id)
         fd = _take_socket(sock)
         # The native constructor owns `fd` from its first line, even when it raises.
@@ -172,8 +195,9 @@ class DTLSPeerConnection(_wake.Waiting):
             queue_size,
             keepalive,
             idle,
+            channel_sizes,
         )
-        self._setup(native)
+        self._setup(native, channel_sizes, timeout)
 
     @classmethod
     def _adopt(cls, native: _native.Connection) -> DTLSPeerConnection:
@@ -182,8 +206,12 @@ class DTLSPeerConnection(_wake.Waiting):
         conn._setup(native)
         return conn
 
-    def _setup(self, native: _native.Connection) -> None:
+    def _setup(
+        self, native: _native.Connection, channels: tuple[int, int] | None = None, timeout: float = 10.0
+    ) -> None:
         self._native = native
+        self._channels = channels
+        self._handshake_timeout = timeout
         self._init_waiting(self._native)
         self._closed = False
         self._events = _events.EventLog(self._native)
@@ -231,6 +259,104 @@ class DTLSPeerConnection(_wake.Waiting):
         while not self._native.handshake_done():
             await self._wait()
         self._read_on_loop()
+        if self._channels is not None:
+            await self._channels_up()
+
+    async def _channels_up(self) -> None:
+        """Waits for the data channels' SCTP association, within the handshake timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._handshake_timeout
+        while not self._native.channels_ready():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.close_nowait()
+                raise HandshakeError(
+                    f"the peer did not start data channels within {self._handshake_timeout:g} s "
+                    "after the DTLS handshake: does it use channels=True?"
+                )
+            try:
+                await asyncio.wait_for(self._wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    def _no_channels(self, what: str) -> None:
+        if self._channels is not None:
+            raise DTLSError(
+                f"{what}: this connection carries data channels (channels=True); "
+                "use create_channel() / accept_channel()"
+            )
+
+    def _need_channels(self, what: str) -> None:
+        if self._channels is None:
+            raise DTLSError(f"{what}: this connection was made without channels=True")
+        self._check_open(what)
+
+    async def create_channel(
+        self,
+        label: str,
+        *,
+        ordered: bool = True,
+        max_retransmits: int | None = None,
+        max_lifetime: float | None = None,
+        protocol: str = "",
+    ) -> DataChannel:
+        """Opens a data channel and returns it once the peer has acknowledged it (DCEP).
+
+        ``ordered=False`` lets messages overtake each other; ``max_retransmits`` (a count) or
+        ``max_lifetime`` (seconds), not both, make it partially reliable (RFC 3758): a message
+        is given up after that many retransmissions or that long. ``protocol`` names the
+        sub-protocol for the peer."""
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, not {type(label).__name__}")
+        if not isinstance(protocol, str):
+            raise TypeError(f"protocol must be a str, not {type(protocol).__name__}")
+        if not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be True or False, not {type(ordered).__name__}")
+        if max_retransmits is not None and max_lifetime is not None:
+            raise ValueError("max_retransmits and max_lifetime are mutually exclusive (RFC 8831 §6.1)")
+        retransmits = None
+        if max_retransmits is not None:
+            retransmits = _integer("max_retransmits", max_retransmits, 0, 65535)
+        lifetime_ms = None
+        if max_lifetime is not None:
+            if isinstance(max_lifetime, bool) or not isinstance(max_lifetime, (int, float)):
+                kind = type(max_lifetime).__name__
+                raise TypeError(f"max_lifetime must be a number of seconds, not {kind}")
+            if not 0 <= max_lifetime <= 65.535:
+                raise ValueError(f"max_lifetime must be between 0 and 65.535 seconds, not {max_lifetime!r}")
+            lifetime_ms = round(max_lifetime * 1000)
+        self._need_channels("create_channel()")
+        if not self._native.is_established:
+            raise DTLSError("create_channel(): the handshake has not completed; await handshake() first")
+        channel_id = self._native.open_channel(label, protocol, ordered, retransmits, lifetime_ms)
+        try:
+            while not self._native.channel_open(channel_id):
+                await self._wait()
+        except BaseException:
+            self._native.close_channel(channel_id)
+            raise
+        return DataChannel(self, channel_id)
+
+    async def accept_channel(self) -> DataChannel:
+        """The next channel the peer opened, oldest first. Raises ``ConnectionClosed`` once the
+        connection has ended. Cancelling it loses no channel."""
+        self._need_channels("accept_channel()")
+        while True:
+            channel_id = self._native.accept_channel()
+            if channel_id is not None:
+                return DataChannel(self, channel_id)
+            await self._wait()
+            self._check_open("accept_channel()")
+
+    @property
+    def channels(self) -> bool:
+        """Whether this connection carries data channels (``channels=True``)."""
+        return self._channels is not None
+
+    @property
+    def max_channel_message_size(self) -> int:
+        """The largest message a data channel sends or receives (0 without channels)."""
+        return 0 if self._channels is None else self._channels[0]
 
     def _read_on_loop(self) -> None:
         """Established: the event loop reads the socket itself from now on, so a datagram
@@ -253,6 +379,7 @@ class DTLSPeerConnection(_wake.Waiting):
             payload = bytes(data)
         else:
             raise TypeError(f"data must be bytes-like, not {type(data).__name__}")
+        self._no_channels("send()")
         self._check_open("send()")
         while not self._native.send(payload):
             await self._wait()
@@ -262,6 +389,7 @@ class DTLSPeerConnection(_wake.Waiting):
         call per group instead of one per message. Every message is checked before any is
         sent: a non-bytes item raises ``TypeError``, an empty one ``ValueError`` and one over
         ``max_message_size`` ``MessageTooLarge``; an empty batch is a ``ValueError``."""
+        self._no_channels("send_many()")
         payloads = self._batch(messages)
         self._check_open("send_many()")
         sent = 0
@@ -299,6 +427,7 @@ class DTLSPeerConnection(_wake.Waiting):
         takes whatever else is already queued. Raises ``ConnectionClosed`` like ``recv()``;
         cancelling it loses no message."""
         limit = _integer("max_messages", max_messages, 1, MAX_RECEIVE_QUEUE_SIZE)
+        self._no_channels("recv_many()")
         self._check_open("recv_many()")
         while True:
             batch = self._native.try_recv_many(limit)
@@ -310,6 +439,7 @@ class DTLSPeerConnection(_wake.Waiting):
     async def recv(self) -> bytes:
         """The next message. Raises ``ConnectionClosed`` once the peer has closed and every
         message received before that has been returned. Cancelling it loses no message."""
+        self._no_channels("recv()")
         self._check_open("recv()")
         while True:
             message = self._native.try_recv()
@@ -319,7 +449,17 @@ class DTLSPeerConnection(_wake.Waiting):
             self._check_open("recv()")
 
     async def close(self) -> None:
-        """Sends close_notify and releases the socket. Idempotent."""
+        """Sends close_notify and releases the socket. Idempotent. With data channels it first
+        shuts the association down (SCTP SHUTDOWN, so what was sent is acknowledged), waiting at
+        most 2 s."""
+        if self._channels is not None and not self._closed and self._native.is_established:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + CHANNEL_SHUTDOWN_TIMEOUT
+            while not self._native.shutdown_channels() and loop.time() < deadline:
+                try:
+                    await asyncio.wait_for(self._wait(), deadline - loop.time())
+                except asyncio.TimeoutError:
+                    break
         self.close_nowait()
 
     def close_nowait(self) -> None:

@@ -37,6 +37,11 @@ class MessageTooLarge(DTLSError, ValueError):
     """A message larger than ``max_message_size`` (one datagram) was passed to send()."""
 
 
+class ChannelClosed(DTLSError):
+    """The data channel was closed (by either side); nothing more can be sent on it, and
+    ``recv()`` raises this once every message received before the close was returned."""
+
+
 class EndpointClosed(DTLSError):
     """The DTLSEndpoint was closed: accept(), connect(), recv_datagram() and send_datagram()
     raise this from then on (its connections raise ConnectionClosed)."""

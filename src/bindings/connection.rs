@@ -10,7 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use super::errors::{config_error, ended, send_error, DTLSError};
+use super::errors::{channel_error, config_error, ended, send_error, DTLSError};
 use super::identity::Identity;
 use super::options::{ip_literal, nested_dict, peer_config};
 use super::waker::Waker;
@@ -41,7 +41,8 @@ impl Connection {
     /// even when it raises.
     #[new]
     #[pyo3(signature = (fd, host, port, identity, expected_node_id, role, mtu, handshake_timeout,
-        initial_retransmit_timeout, ciphers, receive_queue_size, keepalive_interval, idle_timeout))]
+        initial_retransmit_timeout, ciphers, receive_queue_size, keepalive_interval, idle_timeout,
+        channels=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         fd: i32,
@@ -57,6 +58,7 @@ impl Connection {
         receive_queue_size: usize,
         keepalive_interval: Option<f64>,
         idle_timeout: Option<f64>,
+        channels: Option<(usize, usize)>,
     ) -> PyResult<Self> {
         // Owned from here on: closed exactly once, on every error path too.
         let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -67,7 +69,7 @@ impl Connection {
             .transpose()
             .map_err(PyValueError::new_err)?;
         let role = super::options::role(role)?;
-        let config = peer_config(
+        let mut config = peer_config(
             mtu,
             handshake_timeout,
             initial_retransmit_timeout,
@@ -75,6 +77,7 @@ impl Connection {
             keepalive_interval,
             idle_timeout,
         )?;
+        config.channels = channels.map(super::channel::config);
         let endpoint = crate::endpoint::Endpoint::new(&identity.inner, EndpointConfig::one_peer(config), None)
             .map_err(config_error)?;
         let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -245,6 +248,69 @@ impl Connection {
     #[getter]
     fn is_established(&self, py: Python<'_>) -> bool {
         self.unlocked(py, |c| c.progress()) == Progress::Established
+    }
+
+    // -- data channels (see `super::channel` for the conversions) --
+
+    /// True once the channels' association is up, False before; raises once it ended.
+    fn channels_ready(&self, py: Python<'_>) -> PyResult<bool> {
+        self.unlocked(py, |c| c.channels_ready()).map_err(channel_error)
+    }
+
+    /// Opens a channel; returns its id (it carries messages once `channel_open` says so).
+    #[pyo3(signature = (label, protocol, ordered, max_retransmits, max_lifetime_ms))]
+    fn open_channel(
+        &self,
+        py: Python<'_>,
+        label: String,
+        protocol: String,
+        ordered: bool,
+        max_retransmits: Option<u32>,
+        max_lifetime_ms: Option<u32>,
+    ) -> PyResult<u16> {
+        let options = super::channel::options(label, protocol, ordered, max_retransmits, max_lifetime_ms)?;
+        self.unlocked(py, |c| c.open_channel(options)).map_err(channel_error)
+    }
+
+    /// True once the peer acknowledged channel `id`; raises if it is closed.
+    fn channel_open(&self, py: Python<'_>, id: u16) -> PyResult<bool> {
+        self.unlocked(py, |c| c.channel_open(id)).map_err(channel_error)
+    }
+
+    /// The id of the next channel the peer opened, or None.
+    fn accept_channel(&self, py: Python<'_>) -> PyResult<Option<u16>> {
+        self.unlocked(py, |c| c.accept_channel()).map_err(channel_error)
+    }
+
+    /// True if queued, False while the channel's buffer is above its high-water mark.
+    fn channel_send(&self, py: Python<'_>, id: u16, data: &[u8], text: bool) -> PyResult<bool> {
+        let sent = py.detach(|| self.conn().channel_send(id, data, text));
+        Ok(sent.map_err(channel_error)? == Sent::Done)
+    }
+
+    /// Channel `id`'s next message (bytes, or str for a text message), or None.
+    fn channel_recv<'py>(&self, py: Python<'py>, id: u16) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let message = self.unlocked(py, |c| c.channel_recv(id)).map_err(channel_error)?;
+        Ok(message.map(|m| super::channel::message(py, m)))
+    }
+
+    fn close_channel(&self, py: Python<'_>, id: u16) {
+        self.unlocked(py, |c| c.close_channel(id));
+    }
+
+    /// (label, protocol, ordered, max_retransmits, max_lifetime_ms) of channel `id`.
+    #[allow(clippy::type_complexity)]
+    fn channel_info(&self, py: Python<'_>, id: u16) -> Option<(String, String, bool, Option<u32>, Option<u32>)> {
+        self.unlocked(py, |c| c.channel_options(id)).map(super::channel::info)
+    }
+
+    fn buffered_amount(&self, py: Python<'_>, id: u16) -> usize {
+        self.unlocked(py, |c| c.buffered_amount(id))
+    }
+
+    /// Starts the association's graceful shutdown; True once it is over.
+    fn shutdown_channels(&self, py: Python<'_>) -> bool {
+        self.unlocked(py, |c| c.shutdown_channels())
     }
 
     /// Counters as a dict (see the README for each key).

@@ -3,6 +3,7 @@
 use pyo3::exceptions::{PyFileExistsError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 
+use crate::channels::ChannelError;
 use crate::config::ConfigError;
 use crate::driver::Progress;
 use crate::engine::{HandshakeFailure, SendError, VerificationFailure};
@@ -14,6 +15,7 @@ pyo3::import_exception!(dtls_peer.exceptions, HandshakeTimeout);
 pyo3::import_exception!(dtls_peer.exceptions, PeerVerificationError);
 pyo3::import_exception!(dtls_peer.exceptions, ConnectionClosed);
 pyo3::import_exception!(dtls_peer.exceptions, MessageTooLarge);
+pyo3::import_exception!(dtls_peer.exceptions, ChannelClosed);
 
 pub(crate) fn identity_error(e: IdentityError) -> PyErr {
     match e {
@@ -23,6 +25,19 @@ pub(crate) fn identity_error(e: IdentityError) -> PyErr {
         | IdentityError::UnsupportedKey(_)
         | IdentityError::KeyMismatch
         | IdentityError::Scheme(_) => PyValueError::new_err(e.to_string()),
+    }
+}
+
+pub(crate) fn channel_error(e: ChannelError) -> PyErr {
+    let message = e.to_string();
+    match e {
+        ChannelError::Closed(_) => ChannelClosed::new_err(message),
+        ChannelError::Ended(_) => ConnectionClosed::new_err(message),
+        ChannelError::TooLarge { .. } => MessageTooLarge::new_err(message),
+        ChannelError::Unknown(_) | ChannelError::NameTooLong => PyValueError::new_err(message),
+        ChannelError::NotConnected | ChannelError::NotOpen(_) | ChannelError::TooManyChannels => {
+            DTLSError::new_err(message)
+        }
     }
 }
 

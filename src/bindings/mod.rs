@@ -1,6 +1,7 @@
 //! The `dtls_peer._native` extension module: type and error conversion only.
 
 mod allow;
+mod channel;
 mod connection;
 mod endpoint;
 mod errors;

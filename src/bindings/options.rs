@@ -38,6 +38,7 @@ pub(super) fn peer_config(
             .map(|s| seconds("keepalive_interval", s))
             .transpose()?,
         idle_timeout: idle_timeout.map(|s| seconds("idle_timeout", s)).transpose()?,
+        channels: None,
     })
 }
 

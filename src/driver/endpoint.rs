@@ -34,6 +34,8 @@ use crate::endpoint::{
 };
 use crate::engine::{Engine, Event, HandshakeFailure, SendError, State};
 
+#[path = "endpoint_channels.rs"]
+mod channels;
 #[cfg(test)]
 #[path = "endpoint_tests.rs"]
 mod tests;
@@ -681,12 +683,32 @@ impl Shared {
                         inner.changed.push(id);
                     }
                 }
+                EndpointEvent::Channel { id, .. } => {
+                    // The application asks the channels what changed.
+                    if let Some(conn) = inner.conns.get_mut(&id) {
+                        if !std::mem::replace(&mut conn.changed, true) {
+                            inner.changed.push(id);
+                        }
+                    }
+                }
             }
         }
+        Self::refill(inner);
         let arrived = inner.endpoint.app_datagrams_in();
         if arrived != inner.app_datagrams_seen {
             inner.app_datagrams_seen = arrived;
             notify(inner.notifier.as_ref());
+        }
+    }
+
+    /// Takes data-channel packets into the outbox while it is under its limit: SCTP holds
+    /// the rest (its congestion window's worth) until there is room.
+    fn refill(inner: &mut Inner) {
+        while inner.outbox.len() < OUTBOX_LIMIT {
+            let Some(transmit) = inner.endpoint.poll_channel_transmit() else {
+                break;
+            };
+            inner.outbox.push_back(transmit);
         }
     }
 
@@ -699,16 +721,26 @@ impl Shared {
             self.wake_if_unwatched(inner);
             return;
         }
-        let Some(socket) = &inner.socket else {
+        let Some(socket) = inner.socket.clone() else {
             inner.outbox.clear();
             return;
         };
         if inner.outbox.is_empty() {
             return;
         }
-        // A datagram that fails is lost like loss on the wire.
-        let done = batch_io::send_queue(socket, &inner.outbox, self.connected, &mut inner.send_errors);
-        inner.outbox.drain(..done);
+        // A datagram that fails is lost like loss on the wire. Data channels may refill the
+        // outbox as it drains; a bounded number of rounds, then the task carries on.
+        for _ in 0..16 {
+            let done = batch_io::send_queue(&socket, &inner.outbox, self.connected, &mut inner.send_errors);
+            inner.outbox.drain(..done);
+            if !inner.outbox.is_empty() {
+                break;
+            }
+            Self::refill(inner);
+            if inner.outbox.is_empty() {
+                break;
+            }
+        }
         self.wake_if_unwatched(inner);
         if inner.outbox.len() < OUTBOX_LIMIT {
             if std::mem::take(&mut inner.sender_waiting) {

@@ -13,6 +13,7 @@
 //! like DTLS is dropped and counted. What does not look like DTLS (RFC 7983's first byte; a
 //! STUN probe, an application's "PUNCH") is the application's, except our own keepalives.
 
+mod channels;
 mod cookie;
 mod listen;
 mod stats;
@@ -29,6 +30,7 @@ pub use cookie::{COOKIE_LEN, COOKIE_ROTATION};
 pub use listen::{Hello, Listener};
 pub use stats::{EndpointStats, ENDPOINT_STAT_FIELDS};
 
+use crate::channels::{ChannelEvent, Channels};
 use crate::config::{Config, ConfigError, Role};
 use crate::engine::{
     is_keepalive, looks_like_dtls, Engine, Event, HandshakeFailure, SendError, State, VerificationFailure,
@@ -96,6 +98,14 @@ pub enum EndpointEvent {
         id: ConnectionId,
         /// What happened.
         event: Event,
+    },
+    /// A change in the data channels of a connection the application knows (one made with
+    /// `Config::channels`; its session's messages are SCTP and never `Event::Message`).
+    Channel {
+        /// Which one.
+        id: ConnectionId,
+        /// What changed.
+        event: ChannelEvent,
     },
 }
 
@@ -247,6 +257,8 @@ struct Slot {
     /// A handshake a peer started before the application dialled it in the server role: the
     /// node ID that dial expects (`None`: anyone), checked once it is verified.
     claim: Option<Option<String>>,
+    /// The session's data channels, once established (with `Config::channels`).
+    channels: Option<Box<Channels>>,
 }
 
 /// Many DTLS peers on one socket.
@@ -277,6 +289,11 @@ pub struct Endpoint {
     datagrams: VecDeque<(SocketAddr, Vec<u8>)>,
     stats: EndpointStats,
     closed: bool,
+    /// The latest time given to any call: the data channels' clock for work done in
+    /// `collect`, which is reached from calls that carry no time.
+    now: Option<Instant>,
+    /// Connections whose data channels have SCTP packets waiting (`poll_channel_transmit`).
+    channel_senders: VecDeque<ConnectionId>,
 }
 
 impl Endpoint {
@@ -315,6 +332,8 @@ impl Endpoint {
             datagrams: VecDeque::new(),
             stats: EndpointStats::default(),
             closed: false,
+            now: None,
+            channel_senders: VecDeque::new(),
         })
     }
 
@@ -379,6 +398,7 @@ impl Endpoint {
     /// Starts connection `id`'s handshake if it has not started (see `connect_idle`); its
     /// timeout counts from `now`.
     pub fn start(&mut self, now: Instant, id: ConnectionId) {
+        self.now = Some(now);
         if let Some(slot) = self.slots.get_mut(&id) {
             if slot.engine.state() == State::Idle {
                 slot.engine.start(now);
@@ -389,6 +409,7 @@ impl Endpoint {
 
     /// Feeds one datagram received from `from`.
     pub fn handle(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.now = Some(now);
         self.stats.datagrams_in += 1;
         if self.closed {
             return;
@@ -433,6 +454,7 @@ impl Endpoint {
 
     /// Runs every timer that is due.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = Some(now);
         let due: Vec<ConnectionId> = (self.timers.iter())
             .take_while(|(at, _)| *at <= now)
             .map(|(_, id)| *id)
@@ -440,6 +462,11 @@ impl Endpoint {
         for id in due {
             if let Some(slot) = self.slots.get_mut(&id) {
                 slot.engine.handle_timeout(now);
+                if let Some(channels) = &mut slot.channels {
+                    if channels.poll_timeout().is_some_and(|at| at <= now) {
+                        channels.handle_timeout(now);
+                    }
+                }
             }
             self.collect(id);
         }
@@ -606,6 +633,7 @@ impl Endpoint {
             deadline: None,
             awaiting_hello: None,
             claim: None,
+            channels: None,
         };
         self.slots.insert(id, Box::new(slot));
         id
@@ -730,6 +758,11 @@ impl Endpoint {
             });
         }
         while let Some(event) = slot.engine.poll_event() {
+            match (&event, &mut slot.channels) {
+                (Event::Connected, _) => Self::open_channels(slot, self.now, &self.config.peer),
+                (Event::Closed(reason), Some(channels)) => channels.session_ended(&reason.to_string()),
+                _ => {}
+            }
             match event {
                 Event::Connected if !slot.known => {
                     self.pending -= 1;
@@ -769,11 +802,17 @@ impl Endpoint {
                     self.pending -= 1;
                     self.stats.handshakes_refused += 1;
                 }
+                Event::Message(packet) if slot.channels.is_some() => {
+                    if let (Some(channels), Some(now)) = (&mut slot.channels, self.now) {
+                        channels.handle_packet(now, &packet);
+                    }
+                }
                 event if slot.known => self.events.push_back(EndpointEvent::Connection { id, event }),
                 _ => {}
             }
         }
-        let deadline = slot.engine.poll_timeout();
+        Self::collect_channels(slot, id, &mut self.events, &mut self.channel_senders);
+        let deadline = Self::deadline(slot);
         if deadline != slot.deadline {
             if let Some(at) = slot.deadline {
                 self.timers.remove(&(at, id));

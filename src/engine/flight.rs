@@ -124,7 +124,7 @@ impl Flight {
             self.copy_at = None;
             return Some(self.datagrams.clone());
         }
-        if !self.retransmit_at.is_some_and(|at| now >= at) {
+        if self.retransmit_at.is_none_or(|at| now < at) {
             return None;
         }
         self.lossy = true;

@@ -199,7 +199,7 @@ fn encrypted_records_too_short_for_the_aead_are_dropped_not_fatal() {
         let now = Instant::now();
         for len in 0..min {
             let mut record = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0x10, 0, 0, len as u8];
-            record.extend(std::iter::repeat(0xa5).take(len));
+            record.extend(std::iter::repeat_n(0xa5, len));
             p.server.handle_datagram(now, &record);
         }
         p.collect();
