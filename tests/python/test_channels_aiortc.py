@@ -14,9 +14,17 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 import pytest
-from aiortc.rtcsctptransport import RTCSctpTransport
-from aiortc_link import ChannelAcceptor, QueuedChannel, close_sctp, create_channel, open_sctp, wait_connected
-from conftest import STEP_TIMEOUT, ConnectionFactory, UdpPairFactory, address, handshake_all
+from aiortc.rtcsctptransport import InitChunk, RTCSctpTransport, serialize_packet
+from aiortc_link import (
+    ChannelAcceptor,
+    QueuedChannel,
+    close_sctp,
+    create_channel,
+    link_of,
+    open_sctp,
+    wait_connected,
+)
+from conftest import STEP_TIMEOUT, ConnectionFactory, UdpPairFactory, address
 from dtls_peer import ChannelClosed, DTLSPeerConnection, Identity
 
 Message = Union[bytes, str]
@@ -70,9 +78,13 @@ async def mixed(
         sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, role=role, channels=True
     )
     plain = connection(sock_b, address(sock_a), identity_b, expected_node_id=identity_a.node_id, role=other)
-    await handshake_all(peer, plain)
+    # A channels connection's handshake ends once the SCTP association is up, which needs
+    # the aiortc side started on a handshaken plain connection first.
+    peer_handshake = asyncio.ensure_future(peer.handshake())
+    await asyncio.wait_for(plain.handshake(), STEP_TIMEOUT)
     sctp = await open_sctp(plain)
     incoming = ChannelAcceptor(sctp)
+    await asyncio.wait_for(peer_handshake, STEP_TIMEOUT)
     await wait_connected(sctp, STEP_TIMEOUT)
     yield Mixed(peer, plain, sctp, incoming, role)
     await close_sctp(sctp)
@@ -217,3 +229,22 @@ async def _drained(channel: QueuedChannel) -> None:
         if channel.channel.bufferedAmount == 0:
             return
         await asyncio.sleep(0.005)
+
+
+async def test_a_late_init_from_aiortc_leaves_the_association_working(mixed: Mixed) -> None:
+    # aiortc sends INIT from both sides (RFC 8841 section 9.3), so one can arrive after the
+    # association is up (or be retransmitted). It is the same INIT aiortc sent at the start.
+    init = InitChunk()
+    init.initiate_tag = mixed.sctp._local_verification_tag
+    init.advertised_rwnd = mixed.sctp._advertised_rwnd
+    init.outbound_streams = mixed.sctp._outbound_streams_count
+    init.inbound_streams = mixed.sctp._inbound_streams_max
+    init.initial_tsn = mixed.sctp._local_tsn
+    mixed.sctp._set_extensions(init.params)
+    await link_of(mixed.sctp)._send_data(serialize_packet(5000, 5000, 0, init))
+    ours = await within(mixed.peer.create_channel("after-init"))
+    theirs = await mixed.incoming.accept(STEP_TIMEOUT)
+    await ours.send(b"still here")
+    await theirs.send("and here")
+    assert await within(theirs.recv()) == b"still here"
+    assert await within(ours.recv()) == "and here"
