@@ -5,6 +5,7 @@ logs and pipes get readable lines instead of carriage returns."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from typing import Any
@@ -17,7 +18,11 @@ _PLAIN_EVERY = 2.0
 
 
 def _bar_module() -> Any:
-    if not sys.stderr.isatty():
+    # A terminal of unknown width (a bare pseudo-terminal) would get an empty bar.
+    try:
+        if not sys.stderr.isatty() or os.get_terminal_size(sys.stderr.fileno()).columns <= 0:
+            return None
+    except (OSError, ValueError):
         return None
     try:
         return importlib.import_module("tqdm")
