@@ -7,11 +7,13 @@ import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from aiortc.rtcsctptransport import RTCSctpTransport
 from aiortc_link import (
     ChannelAcceptor,
+    QueuedChannel,
     close_sctp,
     create_channel,
     link_of,
@@ -35,14 +37,21 @@ async def associated(make_pair: PairFactory) -> AsyncIterator[Associated]:
     await close_sctp(sctp_b)
 
 
+async def opened(
+    opener: RTCSctpTransport, acceptor: RTCSctpTransport, label: str, **parameters: Any
+) -> tuple[QueuedChannel, QueuedChannel]:
+    """A channel ``opener`` opens and ``acceptor`` accepts: both ends, once open."""
+    incoming = ChannelAcceptor(acceptor)
+    channel = create_channel(opener, label, **parameters)
+    await channel.wait_open(STEP_TIMEOUT)
+    return channel, await incoming.accept(STEP_TIMEOUT)
+
+
 async def test_aiortc_data_channel_both_ways(
     associated: Associated,
 ) -> None:
     _, sctp_a, sctp_b = associated
-    incoming = ChannelAcceptor(sctp_b)
-    chat = create_channel(sctp_a, "chat", protocol="json")
-    await chat.wait_open(STEP_TIMEOUT)
-    accepted = await incoming.accept(STEP_TIMEOUT)
+    chat, accepted = await opened(sctp_a, sctp_b, "chat", protocol="json")
     assert (accepted.channel.label, accepted.channel.protocol) == ("chat", "json")
     # RFC 8832: the DTLS client opens even stream IDs.
     assert chat.channel.id == accepted.channel.id and chat.channel.id is not None
@@ -66,10 +75,7 @@ async def test_aiortc_server_side_opens_odd_stream(
     associated: Associated,
 ) -> None:
     _, sctp_a, sctp_b = associated
-    incoming = ChannelAcceptor(sctp_a)
-    back = create_channel(sctp_b, "back")
-    await back.wait_open(STEP_TIMEOUT)
-    accepted = await incoming.accept(STEP_TIMEOUT)
+    back, accepted = await opened(sctp_b, sctp_a, "back")
     assert back.channel.id is not None and back.channel.id % 2 == 1
     await back.send(b"from the DTLS server")
     assert await asyncio.wait_for(accepted.recv(), STEP_TIMEOUT) == b"from the DTLS server"
@@ -79,10 +85,7 @@ async def test_closed_dtls_session_closes_aiortc_channels(
     associated: Associated,
 ) -> None:
     pair, sctp_a, sctp_b = associated
-    incoming = ChannelAcceptor(sctp_b)
-    chat = create_channel(sctp_a, "chat")
-    await chat.wait_open(STEP_TIMEOUT)
-    accepted = await incoming.accept(STEP_TIMEOUT)
+    _, accepted = await opened(sctp_a, sctp_b, "chat")
     # The DTLS client closes its session (close_notify); the server side's channel ends
     # instead of waiting for a message that can no longer come.
     await pair.a.close()
