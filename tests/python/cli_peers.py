@@ -38,7 +38,8 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], status: int, *
 
 
 class Peer:
-    """A running ``listen``/``connect`` whose stderr is read line by line."""
+    """A running ``dtls-peer`` command (listen, connect, send, receive) whose stderr is read
+    line by line."""
 
     def __init__(self, argv: Sequence[str], proc: asyncio.subprocess.Process) -> None:
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
