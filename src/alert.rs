@@ -144,6 +144,10 @@ alerts! {
     /// An extension that was not offered.
     UnsupportedExtension = 110, "unsupported_extension",
         refusal: false, identity_hint: false, verify_error: None;
+    /// No application protocol in common (ALPN, RFC 7301): a server sends it when one side
+    /// uses data channels ("webrtc") and the other does not (`policy`).
+    NoApplicationProtocol = 120, "no_application_protocol",
+        refusal: true, identity_hint: false, verify_error: None;
 }
 
 impl Alert {
@@ -165,6 +169,8 @@ pub fn alert_name(code: u8) -> &'static str {
 const ERR_LIB_SSL: c_int = 20;
 /// `SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE` (sslerr.h; openssl-sys does not export it).
 const SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE: c_int = 199;
+/// `SSL_R_NO_APPLICATION_PROTOCOL` (sslerr.h; openssl-sys does not export it).
+const SSL_R_NO_APPLICATION_PROTOCOL: c_int = 235;
 /// `SSL_R_READ_TIMEOUT_EXPIRED` (sslerr.h; openssl-sys does not export it).
 const SSL_R_READ_TIMEOUT_EXPIRED: c_int = 312;
 
@@ -175,6 +181,8 @@ pub(crate) enum OpenSslReason {
     ReadTimeoutExpired,
     /// The peer sent no certificate; OpenSSL refuses it before our verify callback runs.
     PeerDidNotReturnACertificate,
+    /// Our ALPN callback refused the client's offer (data channels on one side only).
+    NoApplicationProtocol,
 }
 
 impl OpenSslReason {
@@ -187,6 +195,7 @@ impl OpenSslReason {
         match first.reason_code() {
             SSL_R_READ_TIMEOUT_EXPIRED => Some(Self::ReadTimeoutExpired),
             SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE => Some(Self::PeerDidNotReturnACertificate),
+            SSL_R_NO_APPLICATION_PROTOCOL => Some(Self::NoApplicationProtocol),
             _ => None,
         }
     }
@@ -213,7 +222,7 @@ mod tests {
             assert_eq!(alert_name(alert.code()), alert.name());
             assert!(seen.insert(alert.name()), "{} twice", alert.name());
         }
-        assert_eq!(Alert::ALL.len(), 22);
+        assert_eq!(Alert::ALL.len(), 23);
         assert_eq!(alert_name(48), "unknown_ca");
         assert_eq!(alert_name(255), "unknown alert");
         assert_eq!(Alert::from_code(41), None);
@@ -222,7 +231,7 @@ mod tests {
     #[test]
     fn refusals_are_the_identity_and_give_up_alerts() {
         let refusals: Vec<u8> = Alert::ALL.iter().filter(|a| a.is_refusal()).map(|a| a.code()).collect();
-        assert_eq!(refusals, [0, 43, 48, 49, 90]);
+        assert_eq!(refusals, [0, 43, 48, 49, 90, 120]);
         let hints: Vec<u8> = Alert::ALL
             .iter()
             .filter(|a| a.may_reject_identity())

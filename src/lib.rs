@@ -24,7 +24,7 @@ mod policy;
 pub mod trust;
 
 pub use alert::Alert;
-pub use config::{Config, ConfigError, Role};
+pub use config::{ChannelsConfig, Config, ConfigError, Role};
 pub use engine::{
     is_keepalive, CloseReason, Engine, Event, HandshakeFailure, SendError, State, Stats, VerificationFailure,
     EXPORTER_LABEL, KEEPALIVE_LEN,

@@ -2,7 +2,10 @@
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
-use openssl::ssl::{SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslSessionCacheMode, SslVersion};
+use openssl::ssl::{
+    select_next_proto, AlpnError, SslContext, SslContextBuilder, SslMethod, SslMode, SslOptions, SslSessionCacheMode,
+    SslVersion,
+};
 
 use crate::config::{Config, ConfigError};
 use crate::engine;
@@ -13,9 +16,13 @@ const GROUPS: &str = "X25519:P-256";
 /// Signatures accepted in the handshake: ECDSA only, so an RSA-keyed peer cannot authenticate.
 const SIGALGS: &str = "ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512";
 
+/// ALPN's "webrtc" (RFC 8833) in wire form: offered by a client with data channels.
+pub(crate) const ALPN_WEBRTC: &[u8] = b"\x06webrtc";
+
 /// Contexts built so far, by the DTLS credentials (held weakly: an identity dropped by every
-/// user frees its contexts at the next build) and cipher list.
-type Cache = Vec<(Weak<CertifiedKey>, String, SslContext)>;
+/// user frees its contexts at the next build), cipher list and whether they carry data
+/// channels (which decides the ALPN answer).
+type Cache = Vec<(Weak<CertifiedKey>, String, bool, SslContext)>;
 static CONTEXTS: Mutex<Cache> = Mutex::new(Vec::new());
 
 /// The DTLS 1.2 context for `identity`'s DTLS credentials and `config`'s ciphers, built once
@@ -25,15 +32,21 @@ static CONTEXTS: Mutex<Cache> = Mutex::new(Vec::new());
 pub(crate) fn context(identity: &Identity, config: &Config) -> Result<SslContext, ConfigError> {
     let credentials = identity.dtls_credentials();
     let mut cache = CONTEXTS.lock().unwrap_or_else(PoisonError::into_inner);
-    let hit = cache
-        .iter()
-        .find(|(owner, ciphers, _)| owner.as_ptr() == Arc::as_ptr(credentials) && *ciphers == config.ciphers);
-    if let Some((_, _, context)) = hit {
+    let channels = config.channels.is_some();
+    let hit = cache.iter().find(|(owner, ciphers, with_channels, _)| {
+        owner.as_ptr() == Arc::as_ptr(credentials) && *ciphers == config.ciphers && *with_channels == channels
+    });
+    if let Some((_, _, _, context)) = hit {
         return Ok(context.clone());
     }
     let context = build(credentials, config)?;
-    cache.retain(|(owner, _, _)| owner.strong_count() > 0);
-    cache.push((Arc::downgrade(credentials), config.ciphers.clone(), context.clone()));
+    cache.retain(|(owner, _, _, _)| owner.strong_count() > 0);
+    cache.push((
+        Arc::downgrade(credentials),
+        config.ciphers.clone(),
+        channels,
+        context.clone(),
+    ));
     Ok(context)
 }
 
@@ -62,6 +75,17 @@ fn build(credentials: &CertifiedKey, config: &Config) -> Result<SslContext, Conf
     b.set_cookie_generate_cb(engine::generate_cookie);
     b.set_cookie_verify_cb(engine::verify_cookie);
     b.set_mode(SslMode::RELEASE_BUFFERS);
+    // A server with data channels picks "webrtc" when offered and lets in a client that
+    // offers no ALPN at all (WebRTC stacks need not); one without refuses a client that
+    // offers "webrtc" (alert no_application_protocol), which would send it SCTP packets.
+    let channels = config.channels.is_some();
+    b.set_alpn_select_callback(
+        move |_, offered| match (channels, select_next_proto(ALPN_WEBRTC, offered)) {
+            (true, Some(webrtc)) => Ok(webrtc),
+            (false, None) => Err(AlpnError::NOACK),
+            (true, None) | (false, Some(_)) => Err(AlpnError::ALERT_FATAL),
+        },
+    );
     b.set_certificate(credentials.certificate()).map_err(openssl)?;
     b.set_private_key(credentials.private_key()).map_err(openssl)?;
     b.check_private_key().map_err(openssl)?;

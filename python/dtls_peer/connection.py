@@ -26,7 +26,7 @@ MIN_MTU, MAX_MTU = 256, 65_507
 DEFAULT_MAX_CHANNEL_MESSAGE_SIZE = 16 << 20
 DEFAULT_CHANNEL_HIGH_WATER = 1 << 20
 MAX_CHANNEL_MESSAGE_SIZE = 1 << 30
-# How long close() waits for the data channels' SCTP shutdown (everything sent acknowledged).
+# How long close() waits for the peer to acknowledge everything sent on the data channels.
 CHANNEL_SHUTDOWN_TIMEOUT = 2.0
 
 
@@ -113,6 +113,18 @@ def _integer(name: str, value: object, low: int, high: int, unit: str = "") -> i
     return value
 
 
+def _channel_sizes(channels: object, max_message_size: object, high_water: object) -> tuple[int, int] | None:
+    """``(max_channel_message_size, channel_high_water)`` with ``channels=True``, else None."""
+    if not isinstance(channels, bool):
+        raise TypeError(f"channels must be True or False, not {type(channels).__name__}")
+    if not channels:
+        return None
+    return (
+        _integer("max_channel_message_size", max_message_size, 1, MAX_CHANNEL_MESSAGE_SIZE, " bytes"),
+        _integer("channel_high_water", high_water, 1, MAX_CHANNEL_MESSAGE_SIZE, " bytes"),
+    )
+
+
 class DTLSPeerConnection(_wake.Waiting):
     """An authenticated, encrypted DTLS 1.2 channel to one peer over a UDP socket.
 
@@ -164,20 +176,7 @@ class DTLSPeerConnection(_wake.Waiting):
         idle = None if idle_timeout is None else _number("idle_timeout", idle_timeout)
         timeout = _number("handshake_timeout", handshake_timeout)
         rto = _number("initial_retransmit_timeout", initial_retransmit_timeout)
-        if not isinstance(channels, bool):
-            raise TypeError(f"channels must be True or False, not {type(channels).__name__}")
-        channel_sizes = None
-        if channels:
-            channel_sizes = (
-                _integer(
-                    "max_channel_message_size",
-                    max_channel_message_size,
-                    1,
-                    MAX_CHANNEL_MESSAGE_SIZE,
-                    " bytes",
-                ),
-                _integer("channel_high_water", channel_high_water, 1, MAX_CHANNEL_MESSAGE_SIZE, " bytes"),
-            )
+        channel_sizes = _channel_sizes(channels, max_channel_message_size, channel_high_water)
         resolved_role = self._resolve_role(role, identity, expected_node_id)
         fd = _take_socket(sock)
         # The native constructor owns `fd` from its first line, even when it raises.
@@ -200,15 +199,15 @@ class DTLSPeerConnection(_wake.Waiting):
         self._setup(native, channel_sizes, timeout)
 
     @classmethod
-    def _adopt(cls, native: _native.Connection) -> DTLSPeerConnection:
+    def _adopt(
+        cls, native: _native.Connection, channels: tuple[int, int] | None, timeout: float
+    ) -> DTLSPeerConnection:
         """Wraps one peer of a ``DTLSEndpoint`` (its handshake already started there)."""
         conn = cls.__new__(cls)
-        conn._setup(native)
+        conn._setup(native, channels, timeout)
         return conn
 
-    def _setup(
-        self, native: _native.Connection, channels: tuple[int, int] | None = None, timeout: float = 10.0
-    ) -> None:
+    def _setup(self, native: _native.Connection, channels: tuple[int, int] | None, timeout: float) -> None:
         self._native = native
         self._channels = channels
         self._handshake_timeout = timeout
@@ -266,7 +265,7 @@ class DTLSPeerConnection(_wake.Waiting):
         """Waits for the data channels' SCTP association, within the handshake timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._handshake_timeout
-        while not self._native.channels_ready():
+        while not self._channels_ready():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 self.close_nowait()
@@ -278,6 +277,22 @@ class DTLSPeerConnection(_wake.Waiting):
                 await asyncio.wait_for(self._wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+
+    def _channels_ready(self) -> bool:
+        try:
+            return self._native.channels_ready()
+        except ConnectionClosed as e:
+            # The association could not start: the handshake, as the application asked for
+            # it, failed.
+            self.close_nowait()
+            raise HandshakeError(str(e)) from None
+
+    async def _association(self) -> None:
+        """Waits until the channels' association is up (a peer taken from a ``DTLSEndpoint``
+        may still be starting it); raises ``ConnectionClosed`` if it ended."""
+        while not self._native.channels_ready():
+            await self._wait()
+            self._check_open("data channels")
 
     def _no_channels(self, what: str) -> None:
         if self._channels is not None:
@@ -328,6 +343,7 @@ class DTLSPeerConnection(_wake.Waiting):
         self._need_channels("create_channel()")
         if not self._native.is_established:
             raise DTLSError("create_channel(): the handshake has not completed; await handshake() first")
+        await self._association()
         channel_id = self._native.open_channel(label, protocol, ordered, retransmits, lifetime_ms)
         try:
             while not self._native.channel_open(channel_id):
@@ -341,6 +357,7 @@ class DTLSPeerConnection(_wake.Waiting):
         """The next channel the peer opened, oldest first. Raises ``ConnectionClosed`` once the
         connection has ended. Cancelling it loses no channel."""
         self._need_channels("accept_channel()")
+        await self._association()
         while True:
             channel_id = self._native.accept_channel()
             if channel_id is not None:
@@ -450,12 +467,12 @@ class DTLSPeerConnection(_wake.Waiting):
 
     async def close(self) -> None:
         """Sends close_notify and releases the socket. Idempotent. With data channels it first
-        shuts the association down (SCTP SHUTDOWN, so what was sent is acknowledged), waiting at
-        most 2 s."""
+        waits (at most 2 s) until the peer has acknowledged every message sent, so none is
+        lost by closing."""
         if self._channels is not None and not self._closed and self._native.is_established:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + CHANNEL_SHUTDOWN_TIMEOUT
-            while not self._native.shutdown_channels() and loop.time() < deadline:
+            while not self._native.channels_flushed() and loop.time() < deadline:
                 try:
                     await asyncio.wait_for(self._wait(), deadline - loop.time())
                 except asyncio.TimeoutError:

@@ -11,6 +11,8 @@ from typing import Any, Literal, Union
 
 from . import _native, _wake
 from .connection import (
+    DEFAULT_CHANNEL_HIGH_WATER,
+    DEFAULT_MAX_CHANNEL_MESSAGE_SIZE,
     DEFAULT_RECEIVE_QUEUE_SIZE,
     MAX_MTU,
     MAX_RECEIVE_QUEUE_SIZE,
@@ -18,6 +20,7 @@ from .connection import (
     BytesLike,
     DTLSPeerConnection,
     SocketLike,
+    _channel_sizes,
     _ciphers,
     _integer,
     _number,
@@ -61,7 +64,11 @@ class DTLSEndpoint(_wake.Waiting):
     ``accept_backlog`` established peers wait for ``accept()``; ``datagram_queue_size``
     datagrams that are not DTLS wait for ``recv_datagram()``. Beyond any bound, new datagrams
     are dropped and counted in ``stats()``. ``require_cookie`` answers a ClientHello from an
-    unknown address with a stateless cookie challenge (RFC 6347 §4.2.1).
+    unknown address with a stateless cookie challenge (RFC 6347 §4.2.1). ``channels=True``
+    (with ``max_channel_message_size`` and ``channel_high_water``) gives every peer data
+    channels, as for ``DTLSPeerConnection``; ``accept()`` returns a peer once its DTLS
+    handshake is done, and its ``create_channel()``/``accept_channel()`` wait for the
+    channels' association.
     """
 
     def __init__(
@@ -83,6 +90,9 @@ class DTLSEndpoint(_wake.Waiting):
         datagram_queue_size: int = 1024,
         require_cookie: bool = True,
         allow_migration: bool = False,
+        channels: bool = False,
+        max_channel_message_size: int = DEFAULT_MAX_CHANNEL_MESSAGE_SIZE,
+        channel_high_water: int = DEFAULT_CHANNEL_HIGH_WATER,
     ) -> None:
         if not isinstance(identity, _native.Identity):
             raise TypeError(f"identity must be a dtls_peer.Identity, not {type(identity).__name__}")
@@ -100,6 +110,8 @@ class DTLSEndpoint(_wake.Waiting):
         for name, flag in (("require_cookie", require_cookie), ("allow_migration", allow_migration)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, not {type(flag).__name__}")
+        self._channels = _channel_sizes(channels, max_channel_message_size, channel_high_water)
+        self._handshake_timeout = timeout
         fd = _take_socket(sock)
         self._v6only = _v6only(fd)
         # The native constructor owns `fd` from its first line, even when it raises.
@@ -120,6 +132,7 @@ class DTLSEndpoint(_wake.Waiting):
             datagrams,
             require_cookie,
             allow_migration,
+            self._channels,
         )
         self._identity = identity
         self._init_waiting(self._native)
@@ -161,7 +174,8 @@ class DTLSEndpoint(_wake.Waiting):
             raise TypeError(f"expected_node_id must be str or None, not {type(expected_node_id).__name__}")
         resolved_role = DTLSPeerConnection._resolve_role(role, self._identity, expected_node_id)
         self._check_open("connect()")
-        conn = DTLSPeerConnection._adopt(self._native.connect(host, port, expected_node_id, resolved_role))
+        native = self._native.connect(host, port, expected_node_id, resolved_role)
+        conn = DTLSPeerConnection._adopt(native, self._channels, self._handshake_timeout)
         try:
             await conn.handshake()
         except DTLSError as e:
@@ -181,7 +195,7 @@ class DTLSEndpoint(_wake.Waiting):
             self._check_open("accept()")
             native = self._native.try_accept()
             if native is not None:
-                conn = DTLSPeerConnection._adopt(native)
+                conn = DTLSPeerConnection._adopt(native, self._channels, self._handshake_timeout)
                 # A backlog of hundreds of peers is taken one loop turn each, so that
                 # `async for conn in ep` does not hold the event loop for all of them at once.
                 await asyncio.sleep(0)

@@ -308,9 +308,9 @@ impl Connection {
         self.unlocked(py, |c| c.buffered_amount(id))
     }
 
-    /// Starts the association's graceful shutdown; True once it is over.
-    fn shutdown_channels(&self, py: Python<'_>) -> bool {
-        self.unlocked(py, |c| c.shutdown_channels())
+    /// True once everything sent on the channels is acknowledged (closing loses nothing).
+    fn channels_flushed(&self, py: Python<'_>) -> bool {
+        self.unlocked(py, |c| c.channels_flushed())
     }
 
     /// Counters as a dict (see the README for each key).

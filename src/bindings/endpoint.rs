@@ -59,7 +59,7 @@ impl Endpoint {
     #[new]
     #[pyo3(signature = (fd, identity, allow, mtu, handshake_timeout, initial_retransmit_timeout, ciphers,
         receive_queue_size, keepalive_interval, idle_timeout, max_pending_handshakes, max_connections,
-        accept_backlog, datagram_queue_size, require_cookie, allow_migration))]
+        accept_backlog, datagram_queue_size, require_cookie, allow_migration, channels=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         fd: i32,
@@ -78,20 +78,23 @@ impl Endpoint {
         datagram_queue_size: usize,
         require_cookie: bool,
         allow_migration: bool,
+        channels: Option<(usize, usize)>,
     ) -> PyResult<Self> {
         // Owned from here on: closed exactly once, on every error path too.
         let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         // Whether the policy is Python code does not matter here: every method releases the GIL.
         let (allow, _) = allow_from(allow, identity.inner.scheme().as_ref())?;
+        let mut peer = peer_config(
+            mtu,
+            handshake_timeout,
+            initial_retransmit_timeout,
+            ciphers,
+            keepalive_interval,
+            idle_timeout,
+        )?;
+        peer.channels = channels.map(super::channel::config);
         let config = EndpointConfig {
-            peer: peer_config(
-                mtu,
-                handshake_timeout,
-                initial_retransmit_timeout,
-                ciphers,
-                keepalive_interval,
-                idle_timeout,
-            )?,
+            peer,
             accept: true,
             max_pending_handshakes,
             max_connections,

@@ -179,7 +179,6 @@ pub struct Channels {
     next_id: ChannelId,
     now: Instant,
     stats: ChannelStats,
-    shutting_down: bool,
 }
 
 impl std::fmt::Debug for Channels {
@@ -231,7 +230,6 @@ impl Channels {
             next_id: if client { 0 } else { 1 },
             now,
             stats: ChannelStats::default(),
-            shutting_down: false,
         };
         if let Some(why) = failure {
             channels.end(why);
@@ -417,21 +415,6 @@ impl Channels {
         self.drive();
     }
 
-    /// Ends the association gracefully (SCTP SHUTDOWN once everything sent is acknowledged).
-    /// Idempotent.
-    pub fn shutdown(&mut self) {
-        if std::mem::replace(&mut self.shutting_down, true) {
-            return;
-        }
-        if let Some((_, association)) = &mut self.association {
-            // Refused only before the association is established: nothing to flush then.
-            if association.shutdown().is_err() {
-                let _ = association.close();
-            }
-        }
-        self.drive();
-    }
-
     /// The DTLS session under the association ended (`why`): so did every channel.
     pub fn session_ended(&mut self, why: &str) {
         self.end(format!("the DTLS session ended: {why}"));
@@ -448,11 +431,6 @@ impl Channels {
             Phase::Ended(why) => Some(why),
             _ => None,
         }
-    }
-
-    /// Whether the association has finished its graceful shutdown (or failed).
-    pub fn is_drained(&self) -> bool {
-        self.association.as_ref().is_none_or(|(_, a)| a.is_closed())
     }
 
     /// What channel `id` is.
@@ -477,7 +455,10 @@ impl Channels {
             .unwrap_or(0)
     }
 
-    /// Bytes queued on every channel together.
+    /// Bytes queued on every channel together and not yet acknowledged: once 0, closing the
+    /// session loses nothing (the peer's SCTP holds every message). The connection closes
+    /// that way rather than by SCTP's SHUTDOWN, which sctp-proto does not finish on the side
+    /// that starts it, and reports as an abort on the other.
     pub fn buffered_total(&mut self) -> usize {
         let ids: Vec<ChannelId> = self.entries.keys().copied().collect();
         ids.into_iter().map(|id| self.buffered_amount(id)).sum()

@@ -190,3 +190,19 @@ fn closing_a_channel_closes_it_on_both_sides_after_its_messages() {
     assert_eq!(wire.server.recv(id).unwrap().unwrap().data, b"last words");
     assert_eq!(wire.server.recv(id), Err(ChannelError::Closed(id)));
 }
+
+#[test]
+fn everything_sent_is_acknowledged_before_buffered_total_reaches_zero() {
+    let mut wire = Wire::new(ChannelsConfig::default());
+    let id = wire.client.open(ChannelOptions::reliable("c")).unwrap();
+    accept_one(&mut wire);
+    wire.run(|w| w.client.is_open(id));
+    let big = vec![7u8; 200_000];
+    assert!(wire.client.send(id, &big, false).unwrap());
+    assert!(wire.client.buffered_total() >= big.len());
+    wire.run(|w| w.client.buffered_total() == 0);
+    // Acknowledged means the peer's SCTP has it whole: the session may end now.
+    wire.server.session_ended("closed by the peer");
+    assert_eq!(wire.server.recv(id).unwrap().unwrap().data, big);
+    assert!(matches!(wire.server.recv(id), Err(ChannelError::Ended(_))));
+}

@@ -103,14 +103,10 @@ impl EndpointConnection {
         self.channels(|c| c.buffered_amount(id)).unwrap_or(0)
     }
 
-    /// Starts the association's graceful shutdown; true once it is over (or there is none).
-    pub fn shutdown_channels(&self) -> bool {
-        self.channels(|c| {
-            if c.ended().is_none() && !c.is_drained() {
-                c.shutdown();
-            }
-            c.is_drained() || c.ended().is_some()
-        })
-        .unwrap_or(true)
+    /// Whether everything sent on the channels has been acknowledged by the peer (or the
+    /// association ended, or there is none): closing the session now loses nothing.
+    pub fn channels_flushed(&self) -> bool {
+        self.channels(|c| c.ended().is_some() || c.buffered_total() == 0)
+            .unwrap_or(true)
     }
 }

@@ -175,6 +175,11 @@ impl Engine {
             Role::Client => ssl.set_connect_state(),
             Role::Server => ssl.set_accept_state(),
         }
+        if role == Role::Client && config.channels.is_some() {
+            // Data channels are WebRTC's application protocol (RFC 8833); a server without
+            // them refuses during the handshake instead of taking SCTP for messages.
+            ssl.set_alpn_protos(crate::policy::ALPN_WEBRTC)?;
+        }
         let timer = Arc::new(TimerState::default());
         timer::install(&mut ssl, timer.clone());
         let pin = Arc::new(Verifier::new(expected_node_id.clone()));
@@ -658,6 +663,13 @@ impl Engine {
             Some(OpenSslReason::ReadTimeoutExpired) => HandshakeFailure::Timeout,
             Some(OpenSslReason::PeerDidNotReturnACertificate) => {
                 HandshakeFailure::PeerVerification(VerificationFailure::NoCertificate)
+            }
+            Some(OpenSslReason::NoApplicationProtocol) => {
+                HandshakeFailure::Protocol(if self.config.channels.is_some() {
+                    "the peer offered another application protocol than data channels (ALPN \"webrtc\")".into()
+                } else {
+                    "the peer wants data channels (ALPN \"webrtc\") and this side was made without channels=True".into()
+                })
             }
             None => HandshakeFailure::Protocol(describe(e)),
         }

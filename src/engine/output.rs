@@ -145,6 +145,8 @@ impl fmt::Display for HandshakeFailure {
                 alert_name(*code),
                 if Alert::from_code(*code).is_some_and(Alert::may_reject_identity) {
                     "; if the peer pins node IDs it may have rejected ours, otherwise check its ciphers and certificate"
+                } else if Alert::from_code(*code) == Some(Alert::NoApplicationProtocol) {
+                    "; this side asked for data channels (channels=True) and the peer has them off"
                 } else {
                     ""
                 }

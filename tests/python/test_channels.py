@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import Pair, PairFactory, handshake_all
-from dtls_peer import ChannelClosed, ConnectionClosed, DTLSError, HandshakeError, MessageTooLarge
+from dtls_peer import ChannelClosed, DTLSEndpoint, DTLSError, HandshakeError, Identity, MessageTooLarge
 
 STEP = 20.0
 
@@ -107,21 +107,69 @@ async def test_channels_on_a_plain_connection_say_so(make_pair: PairFactory) -> 
         await pair.b.accept_channel()
 
 
-@pytest.mark.parametrize("channels_side", ["client", "server"])
-async def test_only_one_side_with_channels_fails_clearly(make_pair: PairFactory, channels_side: str) -> None:
-    a_channels = channels_side == "client"
+async def test_a_channels_client_and_a_plain_server_both_fail_in_handshake(make_pair: PairFactory) -> None:
+    # The client offers ALPN "webrtc"; the plain server refuses it (no_application_protocol), so
+    # no SCTP packet ever reaches it as a message.
     pair = make_pair(
         socket.AF_INET,
-        handshake_timeout=3.0,
-        options_a={"role": "client", "channels": a_channels},
-        options_b={"role": "server", "channels": not a_channels},
+        options_a={"role": "client", "channels": True},
+        options_b={"role": "server", "channels": False},
     )
     results = await asyncio.gather(pair.a.handshake(), pair.b.handshake(), return_exceptions=True)
-    with_channels = results[0] if a_channels else results[1]
-    assert isinstance(with_channels, HandshakeError), results
-    assert "channels" in str(with_channels)
-    plain = pair.b if a_channels else pair.a
-    # The plain side never sees an SCTP packet as a message.
-    if plain.is_established:
-        with pytest.raises((ConnectionClosed, asyncio.TimeoutError)):
-            await asyncio.wait_for(plain.recv(), 1.0)
+    assert all(isinstance(r, HandshakeError) for r in results), results
+    assert "channels=True" in str(results[0]) and "channels=True" in str(results[1])
+    assert pair.a.state == pair.b.state == "failed"
+
+
+async def test_a_plain_client_and_a_channels_server_fail_on_the_channels_side(make_pair: PairFactory) -> None:
+    # A client that offers no ALPN may be another WebRTC stack, so the handshake completes;
+    # the channels side then fails at once on the first message that is not SCTP.
+    pair = make_pair(
+        socket.AF_INET,
+        options_a={"role": "client", "channels": False},
+        options_b={"role": "server", "channels": True},
+    )
+    server = asyncio.ensure_future(pair.b.handshake())
+    await asyncio.wait_for(pair.a.handshake(), STEP)
+    await pair.a.send(b"a plain message")
+    with pytest.raises(HandshakeError, match="not SCTP"):
+        await asyncio.wait_for(server, STEP)
+
+
+async def test_a_silent_plain_peer_times_out_the_channels_wait(make_pair: PairFactory) -> None:
+    pair = make_pair(
+        socket.AF_INET,
+        handshake_timeout=2.0,
+        options_a={"role": "client", "channels": False},
+        options_b={"role": "server", "channels": True},
+    )
+    results = await asyncio.gather(pair.a.handshake(), pair.b.handshake(), return_exceptions=True)
+    assert results[0] is None
+    assert isinstance(results[1], HandshakeError) and "channels=True" in str(results[1])
+
+
+async def test_an_endpoint_gives_every_peer_channels(identity_a: Identity, identity_b: Identity) -> None:
+    # DPC's shape: one socket for every punched peer, ~90 KB messages reliably and in order.
+    sa = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sb = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sa.bind(("127.0.0.1", 0))
+    sb.bind(("127.0.0.1", 0))
+    server = DTLSEndpoint(sa, identity_a, allow={identity_b.node_id}, channels=True)
+    client = DTLSEndpoint(sb, identity_b, allow=None, channels=True)
+    try:
+        dialled = asyncio.ensure_future(client.connect(sa.getsockname(), expected_node_id=identity_a.node_id))
+        accepted = await asyncio.wait_for(server.accept(), STEP)
+        conn = await asyncio.wait_for(dialled, STEP)
+        assert conn.channels and accepted.channels
+        opened = asyncio.ensure_future(accepted.create_channel("dpc"))
+        theirs = await asyncio.wait_for(conn.accept_channel(), STEP)
+        ours = await asyncio.wait_for(opened, STEP)
+        frames = [pattern(90_000 + i, i) for i in range(20)]
+        for frame in frames:
+            await ours.send(frame)
+        assert [await asyncio.wait_for(theirs.recv(), STEP) for _ in frames] == frames
+    finally:
+        await client.close()
+        await server.close()
+        sa.close()
+        sb.close()

@@ -1,6 +1,7 @@
 //! Engine tests: two engines (or an engine and a raw OpenSSL peer) over in-memory links.
 #![allow(unreachable_pub)]
 mod allow;
+mod channels;
 mod common;
 mod cookie;
 mod corruption;
