@@ -1,5 +1,6 @@
 """aiortc's SCTP (``RTCSctpTransport``, hence ``RTCDataChannel``) over a dtls_peer datagram
-connection: the interop peer of the channel tests and the baseline of ``python -m bench.channels``.
+connection: the interop peer of the channel tests and the baseline of ``python -m bench.channels``;
+and aiortc's whole data path (its own DTLS too) on a UDP socket, ``open_aiortc_dtls``.
 
 ``RTCSctpTransport`` uses little of the ``RTCDtlsTransport`` it is given (aiortc 1.16,
 rtcsctptransport.py): ``state`` (refused if "closed"), ``_role`` (RFC 8832: the DTLS server
@@ -20,10 +21,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import socket
 from typing import Any, Protocol, Union
 
-from aiortc import RTCDataChannel, RTCDataChannelParameters, rtcsctptransport
+from aiortc import (
+    RTCCertificate,
+    RTCDataChannel,
+    RTCDataChannelParameters,
+    RTCDtlsFingerprint,
+    RTCDtlsParameters,
+    RTCDtlsTransport,
+    rtcsctptransport,
+)
 from aiortc.rtcsctptransport import RTCSctpCapabilities, RTCSctpTransport
+from cryptography.hazmat.primitives.serialization import Encoding
 from dtls_peer import ConnectionClosed, DTLSPeerConnection, MessageTooLarge
 
 # SCTP common header (12 bytes) and DATA chunk header (16) around a chunk's user data (RFC 4960).
@@ -112,11 +124,18 @@ async def open_sctp(
     by default aiortc's own 256 KiB. aiortc refuses to send a larger message, but reassembles
     any size it receives, so an aiortc peer given a larger figure takes larger messages."""
     fit_chunks(conn.max_message_size)
+    return await start_sctp(DatagramLink(conn), port, peer_max_message_size)
+
+
+async def start_sctp(
+    transport: DatagramLink | RTCDtlsTransport, port: int = 5000, peer_max_message_size: int | None = None
+) -> RTCSctpTransport:
+    """aiortc's SCTP over ``transport`` (a ``DatagramLink`` or aiortc's own DTLS transport)."""
     if peer_max_message_size is None:
         capabilities = RTCSctpTransport.getCapabilities()
     else:
         capabilities = RTCSctpCapabilities(maxMessageSize=peer_max_message_size)
-    sctp = RTCSctpTransport(DatagramLink(conn), port=port)  # type: ignore[arg-type]
+    sctp = RTCSctpTransport(transport, port=port)  # type: ignore[arg-type]
     await sctp.start(capabilities, port)
     return sctp
 
@@ -208,3 +227,77 @@ class ChannelAcceptor:
 
     async def accept(self, timeout: float) -> QueuedChannel:
         return await asyncio.wait_for(self._channels.get(), timeout)
+
+
+class _UdpPath(asyncio.DatagramProtocol):
+    """Stands in for aiortc's ``RTCIceTransport`` under an ``RTCDtlsTransport``, which uses
+    its ``role`` (the ICE controlling side is the DTLS server), ``_send`` and ``_recv``
+    (``ConnectionError`` once closed): datagrams to and from one peer on a UDP socket."""
+
+    def __init__(self, dtls_role: str) -> None:
+        self.role = "controlling" if dtls_role == "server" else "controlled"
+        self._datagrams: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # asyncio's selector datagram transport does not subclass DatagramTransport.
+        self._transport: Any = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self._datagrams.put_nowait(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._datagrams.put_nowait(None)
+
+    async def _send(self, data: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise ConnectionError("the UDP path is closed")
+        self._transport.sendto(data)
+
+    async def _recv(self) -> bytes:
+        data = await self._datagrams.get()
+        if data is None:
+            self._datagrams.put_nowait(None)
+            raise ConnectionError("the UDP path is closed")
+        return data
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class AiortcDtls:
+    """aiortc's own DTLS transport on a UDP socket, with its certificate; ``start`` runs the
+    handshake against a peer pinned by its certificate's SHA-256 fingerprint."""
+
+    def __init__(self, path: _UdpPath, dtls: RTCDtlsTransport, certificate: RTCCertificate) -> None:
+        self.path = path
+        self.dtls = dtls
+        self.certificate_der = certificate._cert.public_bytes(Encoding.DER)
+
+    async def start(self, peer_certificate_der: bytes) -> None:
+        digest = hashlib.sha256(peer_certificate_der).hexdigest().upper()
+        value = ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
+        await self.dtls.start(RTCDtlsParameters(fingerprints=[RTCDtlsFingerprint("sha-256", value)]))
+        if self.dtls.state != "connected":
+            raise ConnectionError(f"aiortc's DTLS handshake ended {self.dtls.state}")
+
+    async def stop(self) -> None:
+        await self.dtls.stop()
+        self.path.close()
+
+
+async def open_aiortc_dtls(sock: socket.socket, peer: tuple[str, int], dtls_role: str) -> AiortcDtls:
+    """aiortc's ``RTCDtlsTransport`` (pyOpenSSL, its own certificate) talking to ``peer`` from
+    ``sock``, in ``dtls_role``; not started. aiortc also requires an SRTP profile from the
+    handshake, which a data-only peer (dtls_peer) does not negotiate: that step is skipped."""
+    sock.connect(peer)
+    sock.setblocking(False)
+    _, path = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: _UdpPath(dtls_role), sock=sock
+    )
+    certificate = RTCCertificate.generateCertificate()
+    dtls = RTCDtlsTransport(path, [certificate])  # type: ignore[arg-type]
+    dtls._set_role(dtls_role)
+    dtls._setup_srtp = lambda: None  # type: ignore[method-assign]
+    return AiortcDtls(path, dtls, certificate)

@@ -16,16 +16,18 @@ from typing import Any, Union
 import pytest
 from aiortc.rtcsctptransport import InitChunk, RTCSctpTransport, serialize_packet
 from aiortc_link import (
+    AiortcDtls,
     ChannelAcceptor,
     QueuedChannel,
     close_sctp,
     create_channel,
-    link_of,
+    open_aiortc_dtls,
     open_sctp,
+    start_sctp,
     wait_connected,
 )
 from conftest import STEP_TIMEOUT, ConnectionFactory, UdpPairFactory, address
-from dtls_peer import ChannelClosed, DTLSPeerConnection, Identity
+from dtls_peer import ChannelClosed, Identity, node_id_from_certificate
 
 Message = Union[bytes, str]
 KIB = 1024
@@ -57,13 +59,19 @@ class Mixed:
     """A dtls_peer channels connection and an aiortc SCTP transport talking to each other."""
 
     peer: Any  # DTLSPeerConnection with channels=True (the channel API is typed there)
-    plain: DTLSPeerConnection
     sctp: RTCSctpTransport
     incoming: ChannelAcceptor
     role: str  # dtls_peer's DTLS role
 
 
-@pytest.fixture(params=["client", "server"], ids=["dtls_peer-client", "dtls_peer-server"])
+# How aiortc's SCTP reaches dtls_peer: over a plain dtls_peer connection (the adapter), or over
+# aiortc's own DTLS (pyOpenSSL), as an aiortc application would. The adapter cannot face a
+# dtls_peer DTLS client: a dtls_peer server without channels refuses a client that offers
+# ALPN "webrtc" (by design, so that one side without channels fails in the handshake).
+STACKS = [("adapter", "server"), ("aiortc_dtls", "client"), ("aiortc_dtls", "server")]
+
+
+@pytest.fixture(params=STACKS, ids=[f"{how}-dtls_peer_{role}" for how, role in STACKS])
 async def mixed(
     request: pytest.FixtureRequest,
     udp_pair: UdpPairFactory,
@@ -71,23 +79,36 @@ async def mixed(
     identity_a: Identity,
     identity_b: Identity,
 ) -> AsyncIterator[Mixed]:
-    role = str(request.param)
+    how, role = request.param
     other = "server" if role == "client" else "client"
     sock_a, sock_b = udp_pair(socket.AF_INET)
-    peer = connection(
-        sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, role=role, channels=True
-    )
-    plain = connection(sock_b, address(sock_a), identity_b, expected_node_id=identity_a.node_id, role=other)
+    theirs: AiortcDtls | None = None
     # A channels connection's handshake ends once the SCTP association is up, which needs
-    # the aiortc side started on a handshaken plain connection first.
-    peer_handshake = asyncio.ensure_future(peer.handshake())
-    await asyncio.wait_for(plain.handshake(), STEP_TIMEOUT)
-    sctp = await open_sctp(plain)
+    # aiortc's SCTP started on a handshaken DTLS session first.
+    if how == "adapter":
+        peer = connection(
+            sock_a, address(sock_b), identity_a, expected_node_id=identity_b.node_id, role=role, channels=True
+        )
+        plain = connection(
+            sock_b, address(sock_a), identity_b, expected_node_id=identity_a.node_id, role=other
+        )
+        peer_handshake = asyncio.ensure_future(peer.handshake())
+        await asyncio.wait_for(plain.handshake(), STEP_TIMEOUT)
+        sctp = await open_sctp(plain)
+    else:
+        theirs = await open_aiortc_dtls(sock_b, address(sock_a), other)
+        pin = node_id_from_certificate(theirs.certificate_der)
+        peer = connection(sock_a, address(sock_b), identity_a, expected_node_id=pin, role=role, channels=True)
+        peer_handshake = asyncio.ensure_future(peer.handshake())
+        await asyncio.wait_for(theirs.start(identity_a.certificate_der), STEP_TIMEOUT)
+        sctp = await start_sctp(theirs.dtls)
     incoming = ChannelAcceptor(sctp)
     await asyncio.wait_for(peer_handshake, STEP_TIMEOUT)
     await wait_connected(sctp, STEP_TIMEOUT)
-    yield Mixed(peer, plain, sctp, incoming, role)
+    yield Mixed(peer, sctp, incoming, role)
     await close_sctp(sctp)
+    if theirs is not None:
+        await theirs.stop()
     await peer.close()
 
 
@@ -110,10 +131,13 @@ async def receive(channel: Any, count: int) -> list[Message]:
 
 
 def assert_same(got: Sequence[Message], sent: Sequence[Message]) -> None:
-    """Exact content, type (bytes for binary, str for text) and order."""
-    assert [type(m) for m in got] == [type(m) for m in sent]
-    assert [len(m) for m in got] == [len(m) for m in sent]
-    assert got == sent
+    """Exact content, type (bytes for binary, str for text) and order; a failure names the
+    first message that differs instead of printing megabytes."""
+    assert len(got) == len(sent), f"{len(got)} messages arrived, {len(sent)} were sent"
+    for i, (g, s) in enumerate(zip(got, sent)):
+        if type(g) is not type(s) or g != s:
+            got_kind, sent_kind = f"{type(g).__name__} of {len(g)}", f"{type(s).__name__} of {len(s)}"
+            pytest.fail(f"message {i} differs: got {got_kind}, sent {sent_kind}")
 
 
 def stream_parity(opener_dtls_role: str) -> int:
@@ -241,7 +265,7 @@ async def test_a_late_init_from_aiortc_leaves_the_association_working(mixed: Mix
     init.inbound_streams = mixed.sctp._inbound_streams_max
     init.initial_tsn = mixed.sctp._local_tsn
     mixed.sctp._set_extensions(init.params)
-    await link_of(mixed.sctp)._send_data(serialize_packet(5000, 5000, 0, init))
+    await mixed.sctp.transport._send_data(serialize_packet(5000, 5000, 0, init))
     ours = await within(mixed.peer.create_channel("after-init"))
     theirs = await mixed.incoming.accept(STEP_TIMEOUT)
     await ours.send(b"still here")

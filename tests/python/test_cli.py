@@ -149,7 +149,9 @@ def test_errors_are_one_line_and_a_non_zero_status(
     assert_one_line_error(run_cli(*args, cwd=tmp_path), status, *words)
 
 
-@pytest.mark.parametrize("command", [[], ["keygen"], ["id"], ["listen"], ["connect"], ["demo"]])
+@pytest.mark.parametrize(
+    "command", [[], ["keygen"], ["id"], ["listen"], ["connect"], ["send"], ["receive"], ["demo"]]
+)
 def test_help_everywhere(tmp_path: Path, command: list[str]) -> None:
     done = run_cli(*command, "--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -4,13 +4,18 @@ both ends fail with one clear line and nothing is left under the file's name."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import os
 import re
 import signal
+import socket
 from pathlib import Path
+from typing import Any
 
-from cli_peers import Peer, Spawn, assert_one_line_error, keygen, run_cli
+from cli_peers import STEP, Peer, Spawn, assert_one_line_error, keygen, run_cli
+from dtls_peer import DTLSPeerConnection, Identity
 
 MIB = 1 << 20
 # Big enough that the transfer is still running when the test stops the sender (just after
@@ -159,3 +164,60 @@ def test_bad_arguments_fail_before_any_network(tmp_path: Path) -> None:
     assert_one_line_error(
         run_cli("receive", "a-file", "--port", "0", "--peer-id", pin, cwd=tmp_path), 1, "not a directory"
     )
+
+
+async def forged_transfer(
+    spawn: Spawn, tmp_path: Path, inbox: Path, header: dict[str, Any], body: bytes
+) -> tuple[Peer, Any]:
+    """A receiver, and a sender written here that says what it likes in its header; returns
+    the receiver and the verdict it sent back."""
+    receiver_cert, receiver_key, receiver_id = keygen(tmp_path, "receiver")
+    sender_cert, sender_key, sender_id = keygen(tmp_path, "sender")
+    receiver = await spawn(
+        "receive", inbox, "--bind", "127.0.0.1", "--port", "0", "--peer-id", sender_id,
+        "--cert", receiver_cert, "--key", receiver_key,
+    )  # fmt: skip
+    port = int((await receiver.status(r"listening on UDP 127\.0\.0\.1:(\d+)")).group(1))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    identity = Identity.load(sender_cert, sender_key)
+    conn = DTLSPeerConnection(
+        sock, ("127.0.0.1", port), identity, expected_node_id=receiver_id, role="client", channels=True
+    )
+    try:
+        await asyncio.wait_for(conn.handshake(), STEP)
+        channel = await asyncio.wait_for(
+            conn.create_channel("dtls-peer-file", protocol="dtls-peer-file/1"), STEP
+        )
+        await channel.send(json.dumps(header))
+        if body:
+            await channel.send(body)
+        verdict = json.loads(await asyncio.wait_for(channel.recv(), STEP))
+    finally:
+        await conn.close()
+        sock.close()
+    return receiver, verdict
+
+
+async def test_a_file_whose_sha256_differs_is_not_kept(spawn: Spawn, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    body = os.urandom(300_000)
+    header = {"name": "data.bin", "size": len(body), "sha256": hashlib.sha256(body[1:] + b"x").hexdigest()}
+    receiver, verdict = await forged_transfer(spawn, tmp_path, inbox, header, body)
+    assert verdict["ok"] is False and "SHA-256 mismatch" in verdict["error"], verdict
+    assert await receiver.exit_status() == 1, receiver.transcript()
+    assert "SHA-256 mismatch" in receiver.status_lines[-1], receiver.transcript()
+    assert leftovers(inbox) == []
+
+
+async def test_a_file_name_that_leaves_the_directory_is_refused(spawn: Spawn, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    body = b"#!/bin/sh\n"
+    header = {"name": "../outside.sh", "size": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    receiver, verdict = await forged_transfer(spawn, tmp_path, inbox, header, body)
+    assert verdict["ok"] is False and "../outside.sh" in verdict["error"], verdict
+    assert await receiver.exit_status() == 1, receiver.transcript()
+    assert "refused the file" in receiver.status_lines[-1], receiver.transcript()
+    assert leftovers(inbox) == [] and not (tmp_path / "outside.sh").exists()
