@@ -56,7 +56,7 @@ def add_commands(commands: Any) -> None:
     send.add_argument("file", type=Path, metavar="FILE", help="the file to send")
     send.add_argument("peer", nargs="?", type=pinned.host_port, metavar="HOST:PORT", help="the receiver")
     _where(send)
-    send.set_defaults(run=_run, job=_send, prepare=_hash_file)
+    send.set_defaults(run=_run, check=_check_file, before=_hash_file, job=_send)
 
     receive = commands.add_parser(
         "receive",
@@ -72,7 +72,7 @@ def add_commands(commands: Any) -> None:
     )
     receive.add_argument("--force", action="store_true", help="replace a file of the same name in DIR")
     _where(receive)
-    receive.set_defaults(run=_run, job=_receive, prepare=None)
+    receive.set_defaults(run=_run, check=_check_dir, before=None, job=_receive)
 
 
 def _where(parser: argparse.ArgumentParser) -> None:
@@ -93,9 +93,8 @@ def _run(args: argparse.Namespace) -> Awaitable[int]:
         dial = "HOST:PORT" if args.command == "send" else "--from HOST:PORT"
         raise CliError(f"{args.command}: give either {dial} (dial the peer) or --port (wait for it)", 2)
     args.mode = "listen" if args.port is not None else "connect"
+    args.check(args)  # the file or directory, before any identity or socket is made
     job: Callable[[argparse.Namespace, DTLSPeerConnection], Awaitable[int]] = args.job
-    prepare = _check_file if args.command == "send" else _check_dir
-    prepare(args)
     return _session(args, job)
 
 
@@ -104,8 +103,8 @@ async def _session(
 ) -> int:
     if args.verbose:
         logging.basicConfig(level=logging.DEBUG, format="dtls-peer: log: %(message)s")
-    if args.prepare is not None:
-        await args.prepare(args)
+    if args.before is not None:
+        await args.before(args)
     conn = await pinned.open_connection(args, channels=True)
     loop = asyncio.get_running_loop()
     stopped = pinned.watch_signals(loop)
@@ -117,7 +116,7 @@ async def _session(
         if not work.done():
             work.cancel()
             # The job's own cleanup (the receiver's partial file) runs before the exit.
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await work
             pinned.status("interrupted; the transfer is incomplete")
             return 128 + stopped.result()
