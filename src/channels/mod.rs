@@ -15,6 +15,7 @@
 //! wait (`send` returns false) while its channel holds more than `buffer_high_water`.
 
 mod dcep;
+mod window;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ const SCTP_OVERHEAD: usize = 12 + 16;
 /// Channels open at once (both sides' together); beyond this the peer's opens are refused
 /// (its stream is reset) and ours fail.
 pub const MAX_CHANNELS: usize = 1024;
+/// The advertised receive window is at most `buffer_high_water` but not under this
+/// (`window`): 1 MiB in flight fills a 100 Mbit/s path with 80 ms of round trip.
+const WINDOW_CAP_MIN: usize = 1 << 20;
 /// sctp-proto keys associations by address; there is only one here, so any will do.
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5000);
 
@@ -179,6 +183,10 @@ pub struct Channels {
     next_id: ChannelId,
     now: Instant,
     stats: ChannelStats,
+    /// Something happened since SCTP was last asked for packets (`poll_packet`).
+    may_transmit: bool,
+    /// The largest receive window we advertise (`window`).
+    window_cap: u32,
 }
 
 impl std::fmt::Debug for Channels {
@@ -230,6 +238,8 @@ impl Channels {
             next_id: if client { 0 } else { 1 },
             now,
             stats: ChannelStats::default(),
+            may_transmit: false,
+            window_cap: u32::try_from(config.buffer_high_water.max(WINDOW_CAP_MIN)).unwrap_or(u32::MAX),
         };
         if let Some(why) = failure {
             channels.end(why);
@@ -288,13 +298,28 @@ impl Channels {
     }
 
     /// The next SCTP packet to encrypt and send.
+    ///
+    /// SCTP is asked for packets here, when the caller has room for them, not after every
+    /// input: sctp-proto walks its whole in-flight queue each time it is asked (partial
+    /// reliability's expiry check), so asking once per batch of input instead of once per
+    /// packet is what keeps a full window cheap.
     pub fn poll_packet(&mut self) -> Option<Bytes> {
+        if self.out.is_empty() && std::mem::take(&mut self.may_transmit) {
+            if let Some((_, association)) = &mut self.association {
+                let cap = self.window_cap;
+                while let Some(transmit) = association.poll_transmit(self.now) {
+                    if let sctp_proto::Payload::RawEncode(packets) = transmit.payload {
+                        self.out.extend(packets.into_iter().map(|p| capped(p, cap)));
+                    }
+                }
+            }
+        }
         self.out.pop_front()
     }
 
-    /// Whether packets wait in `poll_packet`.
+    /// Whether `poll_packet` may have a packet.
     pub fn has_packets(&self) -> bool {
-        !self.out.is_empty()
+        !self.out.is_empty() || self.may_transmit
     }
 
     /// The next change.
@@ -498,13 +523,7 @@ impl Channels {
             };
             self.on_event(event);
         }
-        if let Some((_, association)) = &mut self.association {
-            while let Some(transmit) = association.poll_transmit(self.now) {
-                if let sctp_proto::Payload::RawEncode(packets) = transmit.payload {
-                    self.out.extend(packets);
-                }
-            }
-        }
+        self.may_transmit = self.association.is_some();
         self.owe_writable();
     }
 
@@ -671,6 +690,16 @@ impl Channels {
         }
         self.events.push_back(ChannelEvent::Ended(why));
     }
+}
+
+/// `packet` with its advertised windows lowered to `cap` (copied only if it has any).
+fn capped(packet: Bytes, cap: u32) -> Bytes {
+    if !window::advertises_window(&packet) {
+        return packet;
+    }
+    let mut owned = packet.to_vec();
+    window::clamp(&mut owned, cap);
+    Bytes::from(owned)
 }
 
 /// The association's settings for `config`.

@@ -693,7 +693,6 @@ impl Shared {
                 }
             }
         }
-        Self::refill(inner);
         let arrived = inner.endpoint.app_datagrams_in();
         if arrived != inner.app_datagrams_seen {
             inner.app_datagrams_seen = arrived;
@@ -725,21 +724,22 @@ impl Shared {
             inner.outbox.clear();
             return;
         };
-        if inner.outbox.is_empty() {
-            return;
-        }
-        // A datagram that fails is lost like loss on the wire. Data channels may refill the
-        // outbox as it drains; a bounded number of rounds, then the task carries on.
-        for _ in 0..16 {
+        // A datagram that fails is lost like loss on the wire. Data channels refill the
+        // outbox as it drains (once per flush, not per datagram received: see
+        // `Channels::poll_packet`); a few rounds under the lock, then the task carries on.
+        for _ in 0..4 {
+            Self::refill(inner);
+            if inner.outbox.is_empty() {
+                break;
+            }
             let done = batch_io::send_queue(&socket, &inner.outbox, self.connected, &mut inner.send_errors);
             inner.outbox.drain(..done);
             if !inner.outbox.is_empty() {
                 break;
             }
-            Self::refill(inner);
-            if inner.outbox.is_empty() {
-                break;
-            }
+        }
+        if inner.outbox.is_empty() && inner.endpoint.has_channel_transmits() {
+            self.wake_task.notify_one();
         }
         self.wake_if_unwatched(inner);
         if inner.outbox.len() < OUTBOX_LIMIT {

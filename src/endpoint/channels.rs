@@ -56,6 +56,11 @@ impl Endpoint {
         None
     }
 
+    /// Whether some connection's data channels may have packets to send.
+    pub fn has_channel_transmits(&self) -> bool {
+        !self.channel_senders.is_empty()
+    }
+
     /// Gives an established session its data channels, if its settings ask for them.
     pub(super) fn open_channels(slot: &mut Slot, now: Option<Instant>, config: &Config) {
         let (Some(settings), Some(now)) = (config.channels, now) else {
