@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
+from cli_peers import Peer, Spawn
 from dtls_peer import DTLSPeerConnection, Identity
 from impair import ImpairedLink, Impairment
 
@@ -249,3 +253,29 @@ async def make_impaired_pair(
     yield make
     for link in links:
         link.close()
+
+
+@pytest.fixture
+async def spawn(tmp_path: Path) -> AsyncIterator[Spawn]:
+    """Starts ``dtls-peer`` commands in ``tmp_path`` (cli_peers.Peer); kills any still running
+    after the test."""
+    started: list[Peer] = []
+
+    async def start(*args: str | Path) -> Peer:
+        argv = [sys.executable, "-m", "dtls_peer", *map(str, args)]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+        )
+        peer = Peer(argv, proc)
+        started.append(peer)
+        return peer
+
+    yield start
+    for peer in started:
+        if peer.proc.returncode is None:
+            peer.proc.kill()
+            await peer.proc.wait()

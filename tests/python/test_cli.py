@@ -13,124 +13,20 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import pytest
+from cli_peers import Peer, Spawn, assert_one_line_error, keygen, run_cli
 from dtls_peer import Identity, node_id_from_certificate
 from libp2p_vectors import TLS_SPEC_VECTORS
 
-# Generous bound on any one step (process start-up included) on a loaded machine.
-STEP = 20.0
 NODE_ID = re.compile(r"\b[0-9a-f]{64}\b")
 
 # libp2p/specs tls/tls.md, test vector 1: a certificate whose extension carries an Ed25519 key.
 ED25519_VECTOR = bytes.fromhex(TLS_SPEC_VECTORS["ed25519"][0])
 ED25519_VECTOR_PEER_ID = TLS_SPEC_VECTORS["ed25519"][1]
 PEER_ID = re.compile(r"\b(12D3KooW|16Uiu2HA|Qm)[1-9A-HJ-NP-Za-km-z]{40,50}\b")
-
-
-def run_cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "dtls_peer", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=STEP,
-        check=False,
-        cwd=cwd,
-    )
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess[str], status: int, *words: str) -> None:
-    transcript = f"exit {done.returncode}\nstdout: {done.stdout!r}\nstderr: {done.stderr!r}"
-    assert done.returncode == status, transcript
-    lines = done.stderr.splitlines()
-    assert len(lines) == 1, transcript
-    assert "Traceback" not in done.stderr, transcript
-    for word in words:
-        assert word in lines[0], transcript
-
-
-class Peer:
-    """A running ``listen``/``connect`` whose stderr is read line by line."""
-
-    def __init__(self, argv: Sequence[str], proc: asyncio.subprocess.Process) -> None:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        self.argv = argv
-        self.proc = proc
-        self.stdin = proc.stdin
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-        self.status_lines: list[str] = []
-
-    def transcript(self) -> str:
-        return " ".join(self.argv[3:]) + "\n" + "\n".join(self.status_lines)
-
-    async def status(self, pattern: str) -> re.Match[str]:
-        """Reads stderr until a line matches ``pattern``."""
-        regex = re.compile(pattern)
-        while True:
-            try:
-                raw = await asyncio.wait_for(self.stderr.readline(), STEP)
-            except asyncio.TimeoutError:
-                raise AssertionError(f"no status line matching {pattern!r}:\n{self.transcript()}") from None
-            if not raw:
-                raise AssertionError(f"exited before {pattern!r}:\n{self.transcript()}")
-            line = raw.decode().rstrip("\n")
-            self.status_lines.append(line)
-            assert "Traceback" not in line, self.transcript()
-            found = regex.search(line)
-            if found:
-                return found
-
-    async def say(self, line: bytes) -> None:
-        self.stdin.write(line + b"\n")
-        await self.stdin.drain()
-
-    async def hear(self) -> bytes:
-        return await asyncio.wait_for(self.stdout.readline(), STEP)
-
-    async def exit_status(self) -> int:
-        rest = await asyncio.wait_for(self.stderr.read(), STEP)
-        self.status_lines.extend(rest.decode().splitlines())
-        assert "Traceback" not in rest.decode(), self.transcript()
-        return await asyncio.wait_for(self.proc.wait(), STEP)
-
-
-class Spawn(Protocol):
-    async def __call__(self, *args: str | Path) -> Peer: ...
-
-
-@pytest.fixture
-async def spawn(tmp_path: Path) -> AsyncIterator[Spawn]:
-    started: list[Peer] = []
-
-    async def start(*args: str | Path) -> Peer:
-        argv = [sys.executable, "-m", "dtls_peer", *map(str, args)]
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=tmp_path,
-        )
-        peer = Peer(argv, proc)
-        started.append(peer)
-        return peer
-
-    yield start
-    for peer in started:
-        if peer.proc.returncode is None:
-            peer.proc.kill()
-            await peer.proc.wait()
-
-
-def keygen(tmp_path: Path, name: str) -> tuple[Path, Path, str]:
-    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
-    done = run_cli("keygen", "--cert", cert, "--key", key, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    return cert, key, done.stdout.strip()
 
 
 async def listen_and_connect(
@@ -253,7 +149,9 @@ def test_errors_are_one_line_and_a_non_zero_status(
     assert_one_line_error(run_cli(*args, cwd=tmp_path), status, *words)
 
 
-@pytest.mark.parametrize("command", [[], ["keygen"], ["id"], ["listen"], ["connect"], ["demo"]])
+@pytest.mark.parametrize(
+    "command", [[], ["keygen"], ["id"], ["listen"], ["connect"], ["send"], ["receive"], ["demo"]]
+)
 def test_help_everywhere(tmp_path: Path, command: list[str]) -> None:
     done = run_cli(*command, "--help", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

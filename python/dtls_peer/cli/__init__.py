@@ -1,7 +1,8 @@
 """The ``dtls-peer`` command line (also ``python -m dtls_peer``).
 
 Subcommands: ``keygen`` and ``id`` (identities), ``listen`` and ``connect`` (a pinned session
-that chats over stdin/stdout or echoes), ``demo`` (the whole job on loopback). Every error is
+that chats over stdin/stdout or echoes), ``send`` and ``receive`` (one file over a session with
+data channels, SHA-256 checked), ``demo`` (the whole job on loopback). Every error is
 one line on stderr and a non-zero exit status, never a traceback.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from ..exceptions import DTLSError, HandshakeTimeout, PeerVerificationError
-from . import demo, keys, session
+from . import demo, keys, session, transfer
 from .errors import EXIT_USAGE, CliError, fail
 
 # Exit statuses a script can branch on (also listed in ``dtls-peer --help``).
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     keys.add_commands(commands)
     session.add_commands(commands)
+    transfer.add_commands(commands)
     demo.add_command(commands)
     return parser
 
