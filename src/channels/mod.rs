@@ -15,7 +15,7 @@
 //! wait (`send` returns false) while its channel holds more than `buffer_high_water`.
 
 mod dcep;
-mod window;
+mod outgoing;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -45,7 +45,7 @@ const SCTP_OVERHEAD: usize = 12 + 16;
 /// (its stream is reset) and ours fail.
 pub const MAX_CHANNELS: usize = 1024;
 /// The advertised receive window is at most `buffer_high_water` but not under this
-/// (`window`): 1 MiB in flight fills a 100 Mbit/s path with 80 ms of round trip.
+/// (`outgoing`): 1 MiB in flight fills a 100 Mbit/s path with 80 ms of round trip.
 const WINDOW_CAP_MIN: usize = 1 << 20;
 /// sctp-proto keys associations by address; there is only one here, so any will do.
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 5000);
@@ -152,6 +152,8 @@ struct Entry {
     inbox_bytes: usize,
     /// `send` was refused for a full buffer: `Writable` is owed.
     send_blocked: bool,
+    /// Bytes queued by `send` and not yet sent once (`count_sent`).
+    unsent: usize,
 }
 
 impl Entry {
@@ -162,6 +164,7 @@ impl Entry {
             inbox: VecDeque::new(),
             inbox_bytes: 0,
             send_blocked: false,
+            unsent: 0,
         }
     }
 }
@@ -189,8 +192,10 @@ pub struct Channels {
     stats: ChannelStats,
     /// Something happened since SCTP was last asked for packets (`poll_packet`).
     may_transmit: bool,
-    /// The largest receive window we advertise (`window`).
+    /// The largest receive window we advertise (`outgoing`).
     window_cap: u32,
+    /// The newest TSN sent so far: a DATA chunk at or before it is a retransmission.
+    highest_tsn: Option<u32>,
 }
 
 impl std::fmt::Debug for Channels {
@@ -246,6 +251,7 @@ impl Channels {
             stats: ChannelStats::default(),
             may_transmit: false,
             window_cap: u32::try_from(config.buffer_high_water.max(WINDOW_CAP_MIN)).unwrap_or(u32::MAX),
+            highest_tsn: None,
         };
         if let Some(why) = failure {
             channels.end(why);
@@ -323,11 +329,17 @@ impl Channels {
         if self.out.is_empty() && std::mem::take(&mut self.may_transmit) {
             if let Some((_, association)) = &mut self.association {
                 let cap = self.window_cap;
+                let before = self.out.len();
                 while let Some(transmit) = association.poll_transmit(self.now) {
                     if let sctp_proto::Payload::RawEncode(packets) = transmit.payload {
                         self.out.extend(packets.into_iter().map(|p| capped(p, cap)));
                     }
                 }
+                for i in before..self.out.len() {
+                    let packet = self.out[i].clone();
+                    self.count_sent(&packet);
+                }
+                self.owe_writable();
             }
         }
         self.out.pop_front()
@@ -398,7 +410,11 @@ impl Channels {
             entry.stage = Stage::Closed;
             return Err(ChannelError::Closed(id));
         };
-        if stream.buffered_amount().unwrap_or(0) > self.config.buffer_high_water {
+        // The high-water mark bounds what waits to be sent, not what is in flight: a sender
+        // kept below it with its data already in flight has nothing pending, and SCTP grows
+        // its congestion window only while something is (RFC 9260 §7.2.1).
+        let buffered = stream.buffered_amount().unwrap_or(0);
+        if entry.unsent.min(buffered) > self.config.buffer_high_water {
             entry.send_blocked = true;
             return Ok(false);
         }
@@ -412,6 +428,7 @@ impl Channels {
         if let Err(e) = stream.write_sctp(&payload, ppi) {
             return Err(ChannelError::Ended(format!("SCTP refused the message: {e}")));
         }
+        entry.unsent += payload.len();
         self.stats.messages_out += 1;
         self.drive();
         Ok(true)
@@ -678,6 +695,26 @@ impl Channels {
         }
     }
 
+    /// Takes the first transmission of each DATA chunk in `packet` off its channel's unsent
+    /// bytes (a retransmission has a TSN sent before: not counted again).
+    fn count_sent(&mut self, packet: &[u8]) {
+        for chunk in outgoing::data_chunks(packet) {
+            let newer = self
+                .highest_tsn
+                .is_none_or(|high| (chunk.tsn.wrapping_sub(high) as i32) > 0);
+            if !newer {
+                continue;
+            }
+            self.highest_tsn = Some(chunk.tsn);
+            if chunk.dcep {
+                continue;
+            }
+            if let Some(entry) = self.entries.get_mut(&chunk.stream) {
+                entry.unsent = entry.unsent.saturating_sub(chunk.len);
+            }
+        }
+    }
+
     /// Tells senders that waited for room on a channel whose buffer has drained.
     fn owe_writable(&mut self) {
         let Some((_, association)) = &mut self.association else {
@@ -688,8 +725,10 @@ impl Channels {
             if !entry.send_blocked {
                 continue;
             }
+            // What SCTP still holds bounds what waits: a message given up unsent (partial
+            // reliability) leaves both.
             let buffered = association.stream(*id).ok().and_then(|s| s.buffered_amount().ok());
-            if buffered.is_none_or(|b| b <= high_water) {
+            if buffered.is_none_or(|b| b.min(entry.unsent) <= high_water) {
                 entry.send_blocked = false;
                 self.events.push_back(ChannelEvent::Writable(*id));
             }
@@ -708,13 +747,13 @@ impl Channels {
     }
 }
 
-/// `packet` with its advertised windows lowered to `cap` (copied only if it has any).
+/// `packet` as `outgoing::adjust` leaves it (copied only if it changes).
 fn capped(packet: Bytes, cap: u32) -> Bytes {
-    if !window::advertises_window(&packet) {
+    if !outgoing::needs_adjusting(&packet) {
         return packet;
     }
     let mut owned = packet.to_vec();
-    window::clamp(&mut owned, cap);
+    outgoing::adjust(&mut owned, cap);
     Bytes::from(owned)
 }
 
@@ -731,8 +770,8 @@ fn transport(config: &ChannelsConfig) -> TransportConfig {
         // RFC 4960's 1 s minimum stalls a loopback or LAN transfer for a second per such
         // loss; 200 ms is TCP's usual minimum.
         .with_rto_initial_ms(1000)
-        .with_rto_min_ms(200)
-        .with_rto_max_ms(10_000)
+        .with_rto_min_ms(50)
+        .with_rto_max_ms(2_000)
         // The DTLS session's liveness (keepalives, idle timeout) decides when a peer is
         // gone; SCTP keeps retrying meanwhile, as WebRTC stacks do.
         .with_max_init_retransmits(None)
