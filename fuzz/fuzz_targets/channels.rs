@@ -1,5 +1,7 @@
 //! The SCTP input path of data channels: arbitrary packets fed to an established
-//! association (with an open channel) as if the DTLS session had decrypted them.
+//! association (with an open channel) as if the DTLS session had decrypted them, on the
+//! server's side or (input byte 1's low bit) the client's, whose endpoint once had no
+//! server config and panicked on an INIT it could not route.
 //!
 //! SCTP packets carry a CRC32c and a verification tag; random bytes would fail both and never
 //! reach the parsers. So each input packet gets a valid checksum, and (unless its first byte
@@ -66,15 +68,20 @@ fuzz_target!(|data: &[u8]| {
         let mut packet = rest[2..2 + take].to_vec();
         rest = &rest[2 + take..];
         packets += 1;
+        let to_client = packet.get(1).is_some_and(|b| b % 2 == 1);
         if packet.len() >= 12 {
-            if packet[0] % 2 == 0 {
+            if packet[0] % 2 == 0 && !to_client {
                 packet[4..8].copy_from_slice(&tag);
             }
             packet[8..12].fill(0);
             let sum = CRC32C.checksum(&packet);
             packet[8..12].copy_from_slice(&sum.to_le_bytes());
         }
-        server.handle_packet(now, &packet);
+        if to_client {
+            client.handle_packet(now, &packet);
+        } else {
+            server.handle_packet(now, &packet);
+        }
         // Genuine traffic goes on around the injected packets.
         let _ = client.send(id, &packet, packets % 2 == 0);
         now += Duration::from_millis(7);
