@@ -766,12 +766,17 @@ fn transport(config: &ChannelsConfig) -> TransportConfig {
         .with_max_receive_message_size(max)
         // Whole messages are reassembled before delivery: the window must hold the largest.
         .with_max_receive_buffer_size(u32::try_from(window).unwrap_or(u32::MAX))
-        // Loss is found by RTO when fast retransmit cannot (the last packets of a burst):
-        // RFC 4960's 1 s minimum stalls a loopback or LAN transfer for a second per such
-        // loss; 200 ms is TCP's usual minimum.
+        // Loss is found by RTO when fast retransmit cannot (the last packets of a burst, a
+        // lost retransmission): RFC 4960's 1 s minimum stalls a loopback or LAN transfer for a
+        // second per such loss. 100 ms, not lower: a peer may hold a lone packet's SACK for
+        // its 200 ms delayed-ACK timer (ours do not: the end of a message asks for it at
+        // once, `outgoing`), and a spurious timeout costs the whole congestion window. Over a
+        // 4 ms round trip with 5% loss each way, 8 MiB took 26.9 s of virtual time with a
+        // 200 ms minimum and a 10 s cap, 9.9 s with 50 ms and 2 s (tests/rust/channels.rs's
+        // link). The cap keeps a path that recovers from waiting out a long backoff.
         .with_rto_initial_ms(1000)
-        .with_rto_min_ms(50)
-        .with_rto_max_ms(2_000)
+        .with_rto_min_ms(100)
+        .with_rto_max_ms(3_000)
         // The DTLS session's liveness (keepalives, idle timeout) decides when a peer is
         // gone; SCTP keeps retrying meanwhile, as WebRTC stacks do.
         .with_max_init_retransmits(None)
