@@ -44,3 +44,32 @@ pub(super) fn enable_gro(socket: &UdpSocket) {
     #[cfg(not(target_os = "linux"))]
     let _ = socket;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the Python side hands over: a raw descriptor or handle it no longer owns.
+    fn hand_over(socket: impl Into<OwnedSocket>) -> RawSocket {
+        #[cfg(unix)]
+        let raw = std::os::fd::IntoRawFd::into_raw_fd(socket.into());
+        #[cfg(windows)]
+        let raw = std::os::windows::io::IntoRawSocket::into_raw_socket(socket.into());
+        raw
+    }
+
+    #[test]
+    fn a_udp_socket_handed_over_is_taken_non_blocking_and_a_tcp_one_refused() {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = udp.local_addr().unwrap();
+        let taken = udp_socket_from(take_socket(hand_over(udp)).unwrap()).unwrap();
+        assert_eq!(taken.local_addr().unwrap(), local);
+        let mut buf = [0u8; 8];
+        let empty = taken.recv_from(&mut buf).unwrap_err();
+        assert_eq!(empty.kind(), io::ErrorKind::WouldBlock, "the socket is non-blocking");
+
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let refused = udp_socket_from(take_socket(hand_over(tcp)).unwrap()).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput);
+    }
+}
