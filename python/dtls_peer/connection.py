@@ -6,10 +6,14 @@ import asyncio
 import ipaddress
 import os
 import socket
+import sys
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:
+    from typing import TypeGuard  # 3.10; the package runs on 3.9
 
 from . import _events, _native, _wake
 from .channel import DataChannel
@@ -30,17 +34,38 @@ MAX_CHANNEL_MESSAGE_SIZE = 1 << 30
 CHANNEL_SHUTDOWN_TIMEOUT = 2.0
 
 
+def _dup_handle(fileno: int) -> int:
+    """A duplicate of socket ``fileno`` made with ``socket.dup()``, which is
+    ``WSADuplicateSocketW`` on Windows, where ``os.dup`` knows no sockets."""
+    probe = socket.socket(fileno=fileno)
+    try:
+        return probe.dup().detach()
+    finally:
+        probe.detach()
+
+
+# What the native side takes over: its own descriptor (Unix) or socket handle (Windows).
+_dup = _dup_handle if sys.platform == "win32" else os.dup
+
+
+def _is_transport(sock: object) -> TypeGuard[asyncio.BaseTransport]:
+    return isinstance(sock, asyncio.BaseTransport) or (
+        hasattr(sock, "get_extra_info") and hasattr(sock, "close") and hasattr(sock, "is_closing")
+    )
+
+
 def _take_socket(sock: object) -> int:
-    """A duplicate descriptor of ``sock`` for the connection to own."""
-    # Selector-based datagram transports do not subclass DatagramTransport; accept any
-    # transport that carries a datagram socket.
-    if isinstance(sock, asyncio.BaseTransport):
+    """A duplicate descriptor (a socket handle on Windows) of ``sock`` for the connection to
+    own."""
+    # Selector-based datagram transports do not subclass DatagramTransport, and uvloop's
+    # subclass no asyncio class at all; accept any transport that carries a datagram socket.
+    if _is_transport(sock):
         inner = sock.get_extra_info("socket")
         if inner is None or inner.fileno() < 0:
             raise ValueError("the transport has no open socket (is it closed?)")
         if inner.type != socket.SOCK_DGRAM:
             raise ValueError(f"the transport's socket must be UDP (SOCK_DGRAM), not {inner.type!r}")
-        fd = os.dup(inner.fileno())
+        fd = _dup(inner.fileno())
         # The transport must stop reading now, or it would steal the peer's datagrams.
         sock.close()
         return fd
@@ -51,10 +76,10 @@ def _take_socket(sock: object) -> int:
             raise ValueError(f"the socket must be AF_INET or AF_INET6, not {sock.family!r}")
         if sock.type != socket.SOCK_DGRAM:
             raise ValueError(f"the socket must be a UDP (SOCK_DGRAM) socket, not {sock.type!r}")
-        return os.dup(sock.fileno())
+        return _dup(sock.fileno())
     if isinstance(sock, int) and not isinstance(sock, bool):
         try:
-            return os.dup(sock)
+            return _dup(sock)
         except OSError as e:
             raise ValueError(f"descriptor {sock} is not open: {e.strerror}") from None
     raise TypeError(
@@ -378,8 +403,10 @@ class DTLSPeerConnection(_wake.Waiting):
     def _read_on_loop(self) -> None:
         """Established: the event loop reads the socket itself from now on, so a datagram
         reaches a waiting ``recv()`` with no hand-over from the I/O thread (docs/design.md)."""
-        if self._unwatch is not None or self._loop is None:
+        if self._unwatch is not None or self._loop is None or self._waker is None:
             return
+        if not self._waker.selects:
+            return  # a loop without add_reader (Proactor): the I/O thread keeps reading
         fd = self._native.take_over_reads()
         if fd is None:
             return

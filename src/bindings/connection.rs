@@ -45,7 +45,7 @@ impl Connection {
         channels=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        fd: i32,
+        fd: driver::RawSocket,
         host: &str,
         port: u16,
         identity: &Identity,
@@ -61,7 +61,7 @@ impl Connection {
         channels: Option<(usize, usize)>,
     ) -> PyResult<Self> {
         // Owned from here on: closed exactly once, on every error path too.
-        let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let fd = driver::take_socket(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let ip = ip_literal(host)?;
         let scheme = identity.inner.scheme();
         let expected = expected_node_id
@@ -80,7 +80,7 @@ impl Connection {
         config.channels = channels.map(super::channel::config);
         let endpoint = crate::endpoint::Endpoint::new(&identity.inner, EndpointConfig::one_peer(config), None)
             .map_err(config_error)?;
-        let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let socket = driver::udp_socket_from(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let remote = SocketAddr::new(ip, port);
         let inner = driver::EndpointDriver::one_peer(socket, endpoint, remote, role, expected, receive_queue_size)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
@@ -124,7 +124,7 @@ impl Connection {
 
     /// Stops the I/O thread reading the socket; returns the descriptor the event loop must
     /// watch (calling `receive_now` when readable), or None once closed.
-    fn take_over_reads(&self, py: Python<'_>) -> Option<i32> {
+    fn take_over_reads(&self, py: Python<'_>) -> Option<driver::RawSocket> {
         self.unlocked(py, |c| c.take_over_reads())
     }
 

@@ -62,7 +62,7 @@ impl Endpoint {
         accept_backlog, datagram_queue_size, require_cookie, allow_migration, channels=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        fd: i32,
+        fd: driver::RawSocket,
         identity: &Identity,
         allow: &Bound<'_, PyAny>,
         mtu: usize,
@@ -81,7 +81,7 @@ impl Endpoint {
         channels: Option<(usize, usize)>,
     ) -> PyResult<Self> {
         // Owned from here on: closed exactly once, on every error path too.
-        let fd = driver::take_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let fd = driver::take_socket(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         // Whether the policy is Python code does not matter here: every method releases the GIL.
         let (allow, _) = allow_from(allow, identity.inner.scheme().as_ref())?;
         let mut peer = peer_config(
@@ -105,7 +105,7 @@ impl Endpoint {
             one_peer: false,
         };
         let endpoint = crate::endpoint::Endpoint::new(&identity.inner, config, allow).map_err(config_error)?;
-        let socket = driver::udp_socket_from_fd(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let socket = driver::udp_socket_from(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         let inner = driver::EndpointDriver::spawn(socket, endpoint, receive_queue_size)
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Self {

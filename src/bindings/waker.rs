@@ -1,15 +1,13 @@
-//! Wakes an asyncio loop from the driver thread: one byte on a socketpair per batch, plus the
-//! list of connections that changed. The loop watches the socket with `add_reader`, so no
+//! Wakes an asyncio loop from the driver thread: one byte on a socket pair per batch
+//! (`driver::sys::WakePipe`), plus the list of connections that changed. The loop watches the socket with `add_reader`, so no
 //! Python code runs on the driver thread and no GIL is taken there.
 
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use pyo3::prelude::*;
 
+use crate::driver::sys::{RawSocket, WakePipe};
 use crate::driver::Notify;
 
 struct Registration {
@@ -20,8 +18,7 @@ struct Registration {
 struct Shared {
     ready: Mutex<Vec<Arc<Registration>>>,
     signalled: AtomicBool,
-    reader: UnixStream,
-    writer: UnixStream,
+    pipe: WakePipe,
 }
 
 /// One connection's link to a loop's waker; notifications coalesce until the loop drains.
@@ -43,8 +40,7 @@ impl Notify for Token {
         // The registration is visible before the signal, and `drain` clears the signal before
         // taking registrations, so no notification falls between them.
         if !self.shared.signalled.swap(true, Ordering::AcqRel) {
-            // A full socket buffer already holds a wake-up byte; nothing is lost.
-            let _ = (&self.shared.writer).write(&[1]);
+            self.shared.pipe.signal();
         }
     }
 }
@@ -71,34 +67,23 @@ impl Waker {
 impl Waker {
     #[new]
     fn new() -> PyResult<Self> {
-        let (reader, writer) = UnixStream::pair()?;
-        reader.set_nonblocking(true)?;
-        writer.set_nonblocking(true)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 ready: Mutex::new(Vec::new()),
                 signalled: AtomicBool::new(false),
-                reader,
-                writer,
+                pipe: WakePipe::new()?,
             }),
         })
     }
 
-    /// The descriptor to watch for readability.
-    fn fileno(&self) -> i32 {
-        self.shared.reader.as_raw_fd()
+    /// The descriptor (socket handle on Windows) to watch for readability.
+    fn fileno(&self) -> RawSocket {
+        self.shared.pipe.reader()
     }
 
     /// Consumes the wake-up and returns the ids of the connections that changed.
     fn drain(&self) -> Vec<u64> {
-        let mut sink = [0u8; 256];
-        loop {
-            match (&self.shared.reader).read(&mut sink) {
-                Ok(n) if n > 0 => continue,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                _ => break,
-            }
-        }
+        self.shared.pipe.drain();
         self.shared.signalled.store(false, Ordering::Release);
         let ready = std::mem::take(&mut *self.shared.ready.lock().unwrap_or_else(PoisonError::into_inner));
         ready

@@ -18,7 +18,6 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,7 +133,7 @@ impl Shared {
         connected: bool,
     ) -> io::Result<(Arc<Self>, Arc<UdpSocket>)> {
         socket.set_nonblocking(true)?;
-        batch_io::enable_gro(&socket);
+        super::sys::enable_gro(&socket);
         let socket = {
             let _guard = runtime().enter();
             Arc::new(UdpSocket::from_std(socket)?)
@@ -482,10 +481,13 @@ impl EndpointConnection {
     /// handled on the thread that wants it, with no wake-up of, or hand-over from, another
     /// thread. Returns the descriptor to watch; None once closed, and for a peer of a shared
     /// endpoint (whose task reads for every peer).
-    pub fn take_over_reads(&self) -> Option<RawFd> {
+    pub fn take_over_reads(&self) -> Option<super::RawSocket> {
         self.shared.one_peer?;
+        if !super::sys::CALLER_READS {
+            return None;
+        }
         let fd = self.with(|inner, _| {
-            let fd = inner.socket.as_ref()?.fd();
+            let fd = inner.socket.as_ref()?.raw();
             inner.caller_reads = true;
             Some(fd)
         })?;

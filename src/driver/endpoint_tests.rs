@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Accepted, EndpointConnection, EndpointDriver, Sock, OUTBOX_LIMIT};
+use super::{Accepted, EndpointConnection, EndpointDriver, OUTBOX_LIMIT};
 use crate::config::{Config, Role};
 use crate::driver::{lock, Notify, Progress, Received, Sent};
 use crate::endpoint::{Endpoint, EndpointConfig};
@@ -129,6 +129,10 @@ fn a_message_left_behind_by_a_full_socket_goes_out_on_an_idle_endpoint() {
     assert_eq!(receive(&b, 1, Duration::from_secs(5)), [b"left behind".to_vec()]);
 }
 
+// Not on Windows: the burst of OUTBOX_LIMIT + 1 datagrams released at once outgrows the
+// receiver's socket buffer there (under Wine 256 arrived), and UDP drops the rest; Linux's
+// loopback holds them all.
+#[cfg(not(windows))]
 #[test]
 fn a_sender_told_to_wait_is_woken_when_the_socket_drains() {
     let [a, b] = established_endpoints();
@@ -169,7 +173,9 @@ fn closing_an_endpoint_ends_its_connections_on_both_sides() {
 }
 
 /// Two standalone connections (endpoints with one peer) over loopback, established, with
-/// their notifications; the first one's caller reads its socket.
+/// their notifications; the first one's caller reads its socket (Unix only: on Windows the
+/// I/O thread reads every socket, `sys::CALLER_READS`).
+#[cfg(unix)]
 fn established_one_peer_pair() -> [(EndpointConnection, mpsc::Receiver<()>); 2] {
     let ids = [Identity::generate().unwrap(), Identity::generate().unwrap()];
     let sockets = [0, 1].map(|_| UdpSocket::bind("127.0.0.1:0").unwrap());
@@ -196,7 +202,7 @@ fn established_one_peer_pair() -> [(EndpointConnection, mpsc::Receiver<()>); 2] 
     // The last handshake wake-ups are over well before this, and the task has handed the
     // socket over: from here on, only what a test does wakes a task.
     std::thread::sleep(Duration::from_millis(100));
-    let handed_over = matches!(lock(&pair[0].0.shared.inner).socket, Some(Sock::Direct(_)));
+    let handed_over = matches!(lock(&pair[0].0.shared.inner).socket, Some(super::Sock::Direct(_)));
     assert!(
         handed_over,
         "the driver thread still watches the socket the caller reads"
@@ -204,6 +210,7 @@ fn established_one_peer_pair() -> [(EndpointConnection, mpsc::Receiver<()>); 2] 
     pair
 }
 
+#[cfg(unix)]
 #[test]
 fn a_one_peer_message_left_behind_by_a_full_socket_goes_out_while_the_caller_reads() {
     let [(client, _), (server, server_rx)] = established_one_peer_pair();

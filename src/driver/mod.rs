@@ -11,6 +11,7 @@ mod batch_io;
 mod endpoint;
 mod socket;
 mod stats;
+pub mod sys;
 
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -18,10 +19,10 @@ use tokio::runtime::Runtime;
 
 use batch_io::Sock;
 pub use endpoint::{Accepted, EndpointConnection, EndpointDriver};
-pub use socket::{take_fd, udp_socket_from_fd};
 #[cfg(test)]
 pub(crate) use stats::assert_readme_table;
 pub use stats::{DriverStats, StatField, StatValue, STAT_FIELDS};
+pub use sys::{take_socket, udp_socket_from, RawSocket};
 
 use crate::engine::{CloseReason, HandshakeFailure};
 

@@ -1,51 +1,8 @@
-//! Taking over an application's UDP socket: the only platform-specific part of the driver.
-#![allow(unsafe_code)]
+//! Checks on the application's UDP socket and its peer's address (the descriptors and
+//! handles themselves are `sys`'s).
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
-
-#[cfg(unix)]
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-/// Takes ownership of a descriptor the caller hands over (a duplicate it no longer owns),
-/// so that it is closed exactly once whatever happens next.
-#[cfg(unix)]
-pub fn take_fd(fd: RawFd) -> io::Result<OwnedFd> {
-    if fd < 0 {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a socket descriptor"));
-    }
-    // SAFETY: the caller transfers sole ownership of the open descriptor `fd`.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Turns an owned descriptor into a non-blocking UDP socket after checking it is one.
-#[cfg(unix)]
-pub fn udp_socket_from_fd(fd: OwnedFd) -> io::Result<UdpSocket> {
-    let mut kind: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `kind`; an invalid fd is an error.
-    let r = unsafe {
-        libc::getsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TYPE,
-            (&mut kind as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    if kind != libc::SOCK_DGRAM {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "the socket is not a UDP (SOCK_DGRAM) socket",
-        ));
-    }
-    let socket = UdpSocket::from(fd);
-    socket.set_nonblocking(true)?;
-    Ok(socket)
-}
 
 /// Where the socket is bound; an unbound socket has no hole punched and is refused.
 pub(super) fn bound_address(socket: &UdpSocket) -> io::Result<SocketAddr> {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from cli_peers import Peer, Spawn
 from dtls_peer import DTLSPeerConnection, Identity
 from impair import ImpairedLink, Impairment
+from loops import NoAddReaderLoop
 
 LOOPBACK = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
 
@@ -26,6 +28,42 @@ ALLOWED_CIPHERS = {
     "ECDHE-ECDSA-CHACHA20-POLY1305",
     "ECDHE-ECDSA-AES256-GCM-SHA384",
 }
+
+# The core of the suite runs twice: on the default loop and on a loop without add_reader /
+# add_writer, as Windows' ProactorEventLoop is (tests/python/loops.py). Not test_concurrency:
+# its tick-rate bound (a 1 ms ticker must tick 0.25 times per ms of handshaking) fails on
+# uvloop and on the watcher-thread path when 20 handshakes take only ~25 ms in a warm process.
+TWO_LOOP_FILES = {
+    "test_batch.py",
+    "test_cancellation.py",
+    "test_connection.py",
+    "test_endpoint.py",
+    "test_errors.py",
+    "test_liveness.py",
+    "test_send_stall.py",
+}
+
+
+CORE_LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "selector": asyncio.new_event_loop,
+    "no_add_reader": NoAddReaderLoop,
+}
+# And a third time on uvloop where it is installed (the bench extra; not in .ci/run).
+if importlib.util.find_spec("uvloop") is not None:
+    import uvloop
+
+    CORE_LOOPS["uvloop"] = uvloop.new_event_loop
+
+
+# pytest-asyncio >= 1.5 (Python >= 3.10) parametrizes by this hook; older ones (3.9) ignore it
+# and run every test on the default loop once.
+@pytest.hookimpl(optionalhook=True)
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
+    if item.path.name in TWO_LOOP_FILES:
+        return CORE_LOOPS
+    return {"default": asyncio.new_event_loop}
 
 
 def address(sock: socket.socket) -> tuple[str, int]:

@@ -89,7 +89,12 @@ fn driver_runs_a_session_over_loopback() {
     assert_eq!(got, (0..10u8).map(|i| vec![i; 32]).collect::<Vec<_>>());
     assert_eq!(b.stats().dropped_wrong_source, 1);
 
-    // The caller takes over reading b's socket: what arrives waits for its receive_now.
+    // The caller takes over reading b's socket: what arrives waits for its receive_now. Not
+    // on Windows, where the I/O thread reads every socket (docs/design.md §10).
+    if cfg!(windows) {
+        assert!(b.take_over_reads().is_none());
+        return;
+    }
     assert!(b.take_over_reads().is_some());
     std::thread::sleep(Duration::from_millis(50));
     for i in 10..20u8 {
