@@ -214,7 +214,10 @@ fn established_one_peer_pair() -> [(EndpointConnection, mpsc::Receiver<()>); 2] 
 #[test]
 fn a_one_peer_message_left_behind_by_a_full_socket_goes_out_while_the_caller_reads() {
     let [(client, _), (server, server_rx)] = established_one_peer_pair();
-    lock(&client.shared.inner).refuse_flushes = 1;
+    // Two: the send's own flush, and the one the task makes when that refusal wakes it (on a
+    // busy machine it can run before the assertion below); then only the watch for
+    // writability is left to send it.
+    lock(&client.shared.inner).refuse_flushes = 2;
     assert_eq!(client.send(b"left behind"), Ok(Sent::Done));
     assert_eq!(lock(&client.shared.inner).outbox.len(), 1, "the flush was refused");
     // Nothing else happens: the driver thread no longer reads the client's socket, so only
