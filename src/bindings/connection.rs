@@ -69,15 +69,15 @@ impl Connection {
             .transpose()
             .map_err(PyValueError::new_err)?;
         let role = super::options::role(role)?;
-        let mut config = peer_config(
+        let config = peer_config(
             mtu,
             handshake_timeout,
             initial_retransmit_timeout,
             ciphers,
             keepalive_interval,
             idle_timeout,
+            channels,
         )?;
-        config.channels = channels.map(super::channel::config);
         let endpoint = crate::endpoint::Endpoint::new(&identity.inner, EndpointConfig::one_peer(config), None)
             .map_err(config_error)?;
         let socket = driver::udp_socket_from(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;

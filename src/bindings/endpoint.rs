@@ -84,15 +84,15 @@ impl Endpoint {
         let fd = driver::take_socket(fd).map_err(|e| PyValueError::new_err(e.to_string()))?;
         // Whether the policy is Python code does not matter here: every method releases the GIL.
         let (allow, _) = allow_from(allow, identity.inner.scheme().as_ref())?;
-        let mut peer = peer_config(
+        let peer = peer_config(
             mtu,
             handshake_timeout,
             initial_retransmit_timeout,
             ciphers,
             keepalive_interval,
             idle_timeout,
+            channels,
         )?;
-        peer.channels = channels.map(super::channel::config);
         let config = EndpointConfig {
             peer,
             accept: true,

@@ -25,6 +25,7 @@ pub(super) fn peer_config(
     ciphers: Option<String>,
     keepalive_interval: Option<f64>,
     idle_timeout: Option<f64>,
+    channels: Option<(usize, usize)>,
 ) -> PyResult<Config> {
     let initial_retransmit_timeout = seconds("initial_retransmit_timeout", initial_retransmit_timeout)?;
     Ok(Config {
@@ -38,7 +39,7 @@ pub(super) fn peer_config(
             .map(|s| seconds("keepalive_interval", s))
             .transpose()?,
         idle_timeout: idle_timeout.map(|s| seconds("idle_timeout", s)).transpose()?,
-        channels: None,
+        channels: channels.map(super::channel::config),
     })
 }
 
