@@ -49,10 +49,9 @@ CORE_LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "no_add_reader": NoAddReaderLoop,
 }
 # And a third time on uvloop where it is installed (the bench extra; not in .ci/run).
+# Imported by name: the test extra does not install it, so its types may be absent.
 if importlib.util.find_spec("uvloop") is not None:
-    import uvloop
-
-    CORE_LOOPS["uvloop"] = uvloop.new_event_loop
+    CORE_LOOPS["uvloop"] = importlib.import_module("uvloop").new_event_loop
 
 
 # pytest-asyncio >= 1.5 (Python >= 3.10) parametrizes by this hook; older ones (3.9) ignore it
