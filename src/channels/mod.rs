@@ -527,11 +527,6 @@ impl Channels {
         self.stats
     }
 
-    /// The settings in force.
-    pub fn config(&self) -> &ChannelsConfig {
-        &self.config
-    }
-
     fn check_connected(&self) -> Result<(), ChannelError> {
         match &self.phase {
             Phase::Connecting => Err(ChannelError::NotConnected),

@@ -11,26 +11,38 @@ use crate::driver::Sent;
 impl EndpointConnection {
     /// Runs `f` on this connection's channels, then sends and announces what they produced.
     fn channels<R>(&self, f: impl FnOnce(&mut Channels) -> R) -> Result<R, ChannelError> {
-        let result = self.with(|inner, shared| {
+        let (result, moved) = self.with(|inner, shared| {
+            let deadline = inner.endpoint.poll_timeout();
             let progress = inner.conns.get(&self.id).map(|c| c.progress.clone());
             match progress {
                 Some(Progress::Established) => {}
-                Some(Progress::Pending) => return Err(ChannelError::NotConnected),
-                Some(Progress::Failed(why)) => return Err(ChannelError::Ended(format!("the handshake failed: {why}"))),
+                Some(Progress::Pending) => return (Err(ChannelError::NotConnected), false),
+                Some(Progress::Failed(why)) => {
+                    return (Err(ChannelError::Ended(format!("the handshake failed: {why}"))), false)
+                }
                 Some(Progress::Closed(why)) => {
                     // What arrived before the close stays readable: the channels decide.
                     if !inner.endpoint.has_channels(self.id) {
-                        return Err(ChannelError::Ended(format!("the DTLS session ended: {why}")));
+                        return (
+                            Err(ChannelError::Ended(format!("the DTLS session ended: {why}"))),
+                            false,
+                        );
                     }
                 }
-                None => return Err(ChannelError::Ended("the connection was released".into())),
+                None => return (Err(ChannelError::Ended("the connection was released".into())), false),
             }
             let result = inner.endpoint.with_channels(Instant::now(), self.id, f);
             shared.pump(inner);
-            result.ok_or(ChannelError::NotConnected)
+            (
+                result.ok_or(ChannelError::NotConnected),
+                inner.endpoint.poll_timeout() != deadline,
+            )
         });
-        // SCTP's timers may have moved: the task re-reads the deadline.
-        self.shared.wake_task.notify_one();
+        // SCTP's timers moved: the task must re-read the deadline (packets left behind are
+        // the flush's to hand over; a wake-up per message would be a futex call each).
+        if moved {
+            self.shared.wake_task.notify_one();
+        }
         result
     }
 

@@ -43,6 +43,7 @@ impl Endpoint {
             let Some(slot) = self.slots.get_mut(&id) else {
                 continue;
             };
+            slot.channel_queued = false;
             let Some(packet) = slot.channels.as_mut().and_then(|c| c.poll_packet()) else {
                 continue;
             };
@@ -74,7 +75,8 @@ impl Endpoint {
     }
 
     /// Moves connection `id`'s channel changes into `events` (if the application knows the
-    /// connection) and notes whether it has packets to send.
+    /// connection) and queues it in `senders` once if it has packets to send (a flag, not a
+    /// search of the queue: this runs for every datagram).
     pub(super) fn collect_channels(
         slot: &mut Slot,
         id: ConnectionId,
@@ -89,7 +91,8 @@ impl Endpoint {
                 events.push_back(EndpointEvent::Channel { id, event });
             }
         }
-        if channels.has_packets() && !senders.contains(&id) {
+        if channels.has_packets() && !slot.channel_queued {
+            slot.channel_queued = true;
             senders.push_back(id);
         }
     }

@@ -259,6 +259,8 @@ struct Slot {
     claim: Option<Option<String>>,
     /// The session's data channels, once established (with `Config::channels`).
     channels: Option<Box<Channels>>,
+    /// In `Endpoint::channel_senders`.
+    channel_queued: bool,
 }
 
 /// Many DTLS peers on one socket.
@@ -634,6 +636,7 @@ impl Endpoint {
             awaiting_hello: None,
             claim: None,
             channels: None,
+            channel_queued: false,
         };
         self.slots.insert(id, Box::new(slot));
         id
